@@ -1,0 +1,170 @@
+"""The ``tessera`` command line: run, status, validate.
+
+Exit codes: 0 when every shard committed and the result was written (``run``), the store is
+complete (``status``) or the job file is valid (``validate``); 1 when shards failed or are
+pending, or the store/executor refused; 2 for an invalid job file or command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from engine import __version__, spec
+from engine.errors import SpecError, TesseraError
+
+log = logging.getLogger("engine.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tessera`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+        return code
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TesseraError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted: committed shards are kept; run again to resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessera", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tessera {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a job (resumes: only pending shards run)")
+    run.add_argument("job", help="job file (TOML or JSON)")
+    run.add_argument("--shards", type=int, help="override job.shards")
+    run.add_argument("--store", help="override job.store (path, file://, s3://)")
+    run.add_argument("--executor", choices=["local", "dask"],
+                     help="where shards run (default: dask, or TESSERA_EXECUTOR)")
+    run.add_argument("--scheduler", help="Dask scheduler address (default: DASK_SCHEDULER_ADDRESS,"
+                                         " else a LocalCluster)")
+    run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
+    run.add_argument("--json", action="store_true", help="print report.json instead of a table")
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="show a store's shards, failures and result")
+    status.add_argument("store", help="store location (path, file://, s3://)")
+    status.add_argument("--json", action="store_true", help="print machine-readable status")
+    status.set_defaults(func=_cmd_status)
+
+    validate = sub.add_parser("validate", help="check a job file before any work")
+    validate.add_argument("job", help="job file (TOML or JSON)")
+    validate.add_argument("--canonical", action="store_true", help="print the canonical JSON")
+    validate.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    job = spec.load(args.job)
+    if args.canonical:
+        print(job.canonical_json())
+        return EXIT_OK
+    from engine.plan import plan
+
+    job_plan = plan(job)
+    print(f"ok: job {job.name}, kernel {job.kernel_name}, {job_plan.n_shards} shards, "
+          f"{job_plan.work:,} {job_plan.work_unit}, store {job.store}, spec {job.spec_hash[:12]}")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine import executors
+    from engine.config import settings
+    from engine.report import Progress, render
+    from engine.run import run_job
+
+    if args.shards is not None and args.shards < 1:
+        raise SpecError("--shards", f"{args.shards} is out of range; expected >= 1")
+    if args.workers is not None and args.workers < 1:
+        raise SpecError("--workers", f"{args.workers} is out of range; expected >= 1")
+    job = spec.load(args.job, overrides={"shards": args.shards, "store": args.store})
+    env = settings()
+    executor = executors.create(
+        args.executor or env.executor,
+        scheduler=args.scheduler or env.scheduler,
+        workers=args.workers or env.workers,
+    )
+    progress = Progress()
+    try:
+        outcome = run_job(job, executor, progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(outcome.report, indent=2, sort_keys=True))
+    else:
+        print(render(outcome.result, outcome.report))
+    if outcome.ok:
+        print(f"result: {job.store}/result.json")
+        return EXIT_OK
+    pending = outcome.n_shards - outcome.committed
+    print(f"incomplete: {pending} of {outcome.n_shards} shards not committed "
+          f"({len(outcome.failures)} failed); fix the cause and run again to resume",
+          file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from engine.plan import pending
+    from engine.spec import normalise_store_url
+    from engine.store import Store
+
+    store = Store.open_existing(normalise_store_url(args.store))
+    meta = store.meta
+    n = store.n_shards
+    done = store.committed()
+    failures = store.failures()
+    attempts = store.attempts()
+    todo = [i for i in pending(n, done) if i not in failures]
+    result = store.read_json("result.json")
+    if args.json:
+        print(json.dumps({
+            "store": store.url, "job": meta["job"]["job"]["name"], "spec_hash": meta["spec_hash"],
+            "n_shards": n, "committed": len(done), "pending": todo,
+            "failed": {str(i): r.get("reason") for i, r in sorted(failures.items())},
+            "complete": result is not None and len(done) == n,
+        }, indent=2))
+    else:
+        job = meta["job"]["job"]
+        print(f"store {store.url}: job {job['name']} ({job['kernel']}), spec "
+              f"{meta['spec_hash'][:12]}")
+        print(f"shards: {len(done)}/{n} committed, {len(failures)} failed, {len(todo)} pending")
+        for i, rec in sorted(failures.items()):
+            print(f"  FAILED shard {i} (attempt {rec.get('attempt')}, host {rec.get('host')}): "
+                  f"{rec.get('reason')}")
+        if todo:
+            shown = ", ".join(map(str, todo[:20])) + (" ..." if len(todo) > 20 else "")
+            print(f"  pending: {shown}")
+        retried = {i: a for i, a in attempts.items() if a > 1}
+        if retried:
+            print(f"  shards with more than one attempt: {len(retried)}")
+        run_report = store.read_json("report.json")
+        if run_report is not None:
+            from engine.report import render
+
+            print(render(result, run_report))
+        elif result is not None:
+            print(json.dumps(result, indent=2))
+    return EXIT_OK if result is not None and len(done) == n else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

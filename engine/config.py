@@ -1,0 +1,54 @@
+"""The one place that reads tessera's environment variables.
+
+Precedence: command-line flags, then the job file, then ``TESSERA_*`` variables, then defaults.
+Only the variables named here are read; the environment is never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run settings that do not change the result (so they are not in the job's hash)."""
+
+    executor: str = "dask"  # TESSERA_EXECUTOR: local | dask
+    scheduler: str | None = None  # DASK_SCHEDULER_ADDRESS (Dask's own variable)
+    workers: int | None = None  # TESSERA_WORKERS: LocalCluster worker processes
+    faults: str = ""  # TESSERA_FAULTS: scripted faults for tests, see engine/faults.py
+
+
+def settings() -> Settings:
+    """Read ``TESSERA_EXECUTOR``, ``TESSERA_WORKERS``, ``TESSERA_FAULTS`` and
+    ``DASK_SCHEDULER_ADDRESS``. Raises ``ValueError`` naming a malformed variable."""
+    workers_text = os.environ.get("TESSERA_WORKERS", "").strip()
+    workers: int | None = None
+    if workers_text:
+        try:
+            workers = int(workers_text)
+        except ValueError:
+            raise ValueError(f"TESSERA_WORKERS={workers_text!r} is not an integer") from None
+        if workers < 1:
+            raise ValueError(f"TESSERA_WORKERS={workers} must be >= 1")
+    return Settings(
+        executor=os.environ.get("TESSERA_EXECUTOR", "dask").strip() or "dask",
+        scheduler=os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None,
+        workers=workers,
+        faults=os.environ.get("TESSERA_FAULTS", ""),
+    )
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for a store URL. For ``s3://`` the endpoint comes from the standard
+    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` variable; credentials are left to
+    botocore's own chain (environment, profile, instance role) and never copied here."""
+    if not url.startswith("s3://"):
+        return {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, Any] = {}
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    return options

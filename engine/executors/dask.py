@@ -1,0 +1,103 @@
+"""Dask executor: one task per shard on a LocalCluster (default) or any scheduler address.
+
+Scheduling, placement and lost workers are Dask's job. tessera only submits one task per pending
+shard with ``retries`` from the job and handles results as they complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from engine.errors import ExecutorError
+from engine.events import Listener, Message, ShardFailed
+from engine.spec import Job
+from engine.worker import ShardResult, run_shard
+
+log = logging.getLogger(__name__)
+
+# Each Dask worker thread runs one shard at a time: Numba and BLAS must not add their own threads.
+_PINNED_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+def _task(job: Job, index: int) -> ShardResult:
+    """Runs on a Dask worker. Numba's thread count is per calling thread: pin it to one."""
+    import numba
+
+    numba.set_num_threads(1)
+    return run_shard(job, index)
+
+
+class DaskExecutor:
+    """Runs shards as Dask tasks. ``scheduler`` is a scheduler address (``tcp://host:8786``);
+    without one, a ``LocalCluster`` of ``workers`` processes (default: one per core) with one
+    thread each is started for the run and closed after it."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        self.scheduler = scheduler
+        self.workers = workers
+
+    def run(self, job: Job, shards: Sequence[int], on_event: Listener) -> None:
+        if not shards:
+            return
+        from distributed import as_completed
+
+        client, cluster = self._connect()
+        try:
+            on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
+            prefix = f"tessera-{job.name}-{job.spec_hash[:8]}"
+            futures = {}
+            for index in shards:
+                future = client.submit(
+                    _task,
+                    job,
+                    index,
+                    key=f"{prefix}-{index}",
+                    retries=job.retry_attempts - 1,
+                    pure=False,
+                )
+                futures[future] = index
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result: ShardResult = future.result()
+                except Exception as exc:  # retries exhausted or worker lost: retryable later
+                    on_event(ShardFailed(index, f"{type(exc).__name__}: {exc}", retryable=True))
+                    continue
+                on_event(result.to_event())
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def _connect(self) -> tuple[Any, Any]:
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            try:
+                return Client(self.scheduler, timeout="30s"), None
+            except OSError as exc:
+                raise ExecutorError(
+                    f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
+                ) from None
+        workers = self.workers or os.cpu_count() or 1
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            host="127.0.0.1",
+            silence_logs=logging.WARNING,
+            env=_PINNED_ENV,
+        )
+        return Client(cluster), cluster
+

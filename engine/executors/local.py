@@ -1,0 +1,38 @@
+"""In-process executor: one shard after another. For debugging and inside a Batch container."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from engine.errors import ShardInterrupted
+from engine.events import Listener, ShardCommitted, ShardFailed, ShardStarted
+from engine.spec import Job
+from engine.worker import run_shard, stop_requested
+
+log = logging.getLogger(__name__)
+
+
+class LocalExecutor:
+    """Runs shards in this process, in index order; retries interrupted or I/O-failed shards up
+    to the job's ``retry.attempts``, never kernel errors."""
+
+    name = "local"
+
+    def run(self, job: Job, shards: Sequence[int], on_event: Listener) -> None:
+        for index in shards:
+            if stop_requested.is_set():
+                break
+            for attempt in range(1, job.retry_attempts + 1):
+                on_event(ShardStarted(index, attempt))
+                try:
+                    result = run_shard(job, index)
+                except (ShardInterrupted, OSError) as exc:
+                    retry = attempt < job.retry_attempts and not stop_requested.is_set()
+                    on_event(ShardFailed(index, f"{type(exc).__name__}: {exc}", retryable=retry))
+                    if retry:
+                        continue
+                    break
+                on_event(result.to_event())
+                break
+

@@ -1,0 +1,183 @@
+"""Run reports: ``report.json`` for machines, a table for people, and live progress."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from engine.events import Event, Message, RunStarted, ShardCommitted, ShardFailed
+from engine.plan import Plan
+from engine.spec import Job
+
+PER_SHARD_LIMIT = 10_000  # report.json lists shards one by one up to this many
+
+
+def build(
+    *,
+    job: Job,
+    plan: Plan,
+    records: Mapping[int, Mapping[str, Any]],
+    this_run: Sequence[ShardCommitted],
+    executor: str,
+    wall_seconds: float,
+    driver_host: str,
+    failures: Mapping[int, str],
+) -> dict[str, Any]:
+    """The run report: how the job was run, never what it computed (that is result.json).
+
+    ``records`` are all commit records in the store (this and earlier runs); ``this_run`` the
+    shards this run computed. Rates are in the kernel's work unit per second.
+    """
+    seconds = [float(r.get("seconds", 0.0)) for r in records.values()]
+    cpu = [float(r.get("cpu_seconds", 0.0)) for r in records.values()]
+    work_done = sum(int(r.get("work", 0)) for r in records.values())
+    run_work = sum(e.work for e in this_run)
+    run_cpu = sum(e.cpu_seconds for e in this_run)
+    shard_seconds = sum(seconds)
+    out: dict[str, Any] = {
+        "job": job.name,
+        "kernel": job.kernel_name,
+        "spec_hash": job.spec_hash,
+        "store": job.store,
+        "executor": executor,
+        "driver_host": driver_host,
+        "n_shards": plan.n_shards,
+        "committed": len(records),
+        "failed": {str(i): reason for i, reason in sorted(failures.items())},
+        "work_unit": plan.work_unit,
+        "work_total": plan.work,
+        "this_run": {
+            "shards": len(this_run),
+            "wall_seconds": round(wall_seconds, 6),
+            "work": run_work,
+            "rate_per_s": round(run_work / wall_seconds, 3) if wall_seconds > 0 else None,
+            "cpu_seconds": round(run_cpu, 6),
+        },
+        "shards": {
+            "seconds_total": round(shard_seconds, 6),
+            "seconds_min": round(min(seconds), 6) if seconds else None,
+            "seconds_median": round(statistics.median(seconds), 6) if seconds else None,
+            "seconds_max": round(max(seconds), 6) if seconds else None,
+            "cpu_seconds_total": round(sum(cpu), 6),
+            "peak_rss_mib_max": max((float(r.get("peak_rss_mib", 0)) for r in records.values()),
+                                    default=None),
+            "rate_per_s_per_shard": round(work_done / shard_seconds, 3) if shard_seconds else None,
+            "hosts": sorted({str(r.get("host", "")) for r in records.values()}),
+            "attempts_max": max((int(r.get("attempt", 1)) for r in records.values()), default=0),
+        },
+    }
+    if plan.n_shards <= PER_SHARD_LIMIT:
+        out["per_shard"] = [
+            {k: records[i].get(k) for k in ("shard", "attempt", "host", "seconds", "cpu_seconds",
+                                            "peak_rss_mib", "bytes")}
+            for i in sorted(records)
+        ]
+    return out
+
+
+def _si(value: float) -> str:
+    for factor, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f}{suffix}"
+    return f"{value:.2f} "
+
+
+def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> str:
+    """A plain-text table of the answer and the run, for the end of ``tessera run``/``status``."""
+    lines: list[str] = []
+    products = (result or {}).get("products")
+    if isinstance(products, Mapping):
+        lines.append(f"{'product':<24} {'price':>12} {'stderr':>10}   95% CI")
+        for name, p in products.items():
+            lo, hi = p["ci95"]
+            lines.append(f"{name:<24} {p['price']:>12.6f} {p['stderr']:>10.6f}   "
+                         f"[{lo:.6f}, {hi:.6f}]")
+        lines.append("")
+    elif result:
+        for key, value in result.items():
+            if key not in ("kernel", "params", "seed"):
+                lines.append(f"{key}: {value}")
+        lines.append("")
+    run = run_report["this_run"]
+    shards = run_report["shards"]
+    unit = run_report["work_unit"]
+    rate = run.get("rate_per_s")
+    rows = [
+        ("shards", f"{run_report['committed']}/{run_report['n_shards']} committed, "
+                   f"{run['shards']} computed in this run, {len(run_report['failed'])} failed"),
+        ("wall time", f"{run['wall_seconds']:.2f} s ({run_report['executor']} executor)"),
+        (f"{unit}/s", f"{_si(rate)}(this run, end to end)" if rate else "-"),
+        (f"{unit}/s per shard",
+         f"{_si(shards['rate_per_s_per_shard'])}(kernel+store, one worker)"
+         if shards["rate_per_s_per_shard"] else "-"),
+        ("CPU-seconds", f"{run['cpu_seconds']:.2f} this run, {shards['cpu_seconds_total']:.2f} all"),
+        ("shard seconds", f"min {shards['seconds_min']} / median {shards['seconds_median']} / "
+                          f"max {shards['seconds_max']}" if shards["seconds_min"] is not None
+         else "-"),
+        ("peak memory/shard", f"{shards['peak_rss_mib_max']} MiB (worker process peak RSS)"),
+    ]
+    lines.extend(f"{k:<24} {v}" for k, v in rows)
+    for shard, reason in run_report["failed"].items():
+        lines.append(f"FAILED shard {shard}: {reason}")
+    return "\n".join(lines)
+
+
+class Progress:
+    """Progress listener: a bar (done/total, rate, ETA) on a terminal, log lines otherwise."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.total = 0
+        self.done = 0
+        self.pending = 0
+        self.work = 0
+        self.job = ""
+        self.started = time.perf_counter()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.job, self.total, self.pending = event.job, event.n_shards, event.pending
+            self.done = event.n_shards - event.pending
+            self.started = time.perf_counter()
+            self._line(f"job {self.job}: {self.pending} of {self.total} shards to run "
+                       f"({event.executor} executor)")
+        elif isinstance(event, ShardCommitted):
+            self.done += 1
+            self.work += event.work
+            if self.tty:
+                self._bar()
+            else:
+                self._line(f"job {self.job} shard {event.shard}/{self.total} committed in "
+                           f"{event.seconds:.2f} s ({self.done}/{self.total} done)")
+        elif isinstance(event, ShardFailed):
+            kind = "will retry" if event.retryable else "failed"
+            self._line(f"job {self.job} shard {event.shard}/{self.total} {kind}: {event.reason}")
+        elif isinstance(event, Message):
+            self._line(event.text)
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _bar(self, width: int = 30) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        frac = self.done / self.total if self.total else 1.0
+        ran = self.done - (self.total - self.pending)
+        eta = (self.total - self.done) * elapsed / ran if ran > 0 else 0.0
+        filled = int(frac * width)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r\033[K[{bar}] {self.done}/{self.total} shards  "
+                          f"{_si(self.work / elapsed)}units/s  ETA {eta:.0f} s")
+        self.stream.flush()

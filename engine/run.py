@@ -1,0 +1,117 @@
+"""The driver: open the store, dispatch pending shards, reduce, write result and report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import report
+from engine.events import Event, Listener, RunStarted, ShardCommitted, ShardFailed
+from engine.executors import Executor
+from engine.plan import Plan, pending, plan
+from engine.spec import Job
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    """What a run achieved. ``ok`` is true only when every shard committed and the result was
+    written (the CLI's exit code 0)."""
+
+    n_shards: int
+    committed: int
+    failures: dict[int, str] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.committed == self.n_shards
+
+
+class _Collector:
+    """Listens to events and remembers what this run did."""
+
+    def __init__(self, downstream: Listener) -> None:
+        self.downstream = downstream
+        self.committed: list[ShardCommitted] = []
+        self.failed: dict[int, ShardFailed] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ShardCommitted):
+            self.committed.append(event)
+            self.failed.pop(event.shard, None)
+        elif isinstance(event, ShardFailed) and not event.retryable:
+            self.failed[event.shard] = event
+        elif isinstance(event, ShardFailed):
+            self.failed.setdefault(event.shard, event)
+        self.downstream(event)
+
+
+def run_job(job: Job, executor: Executor, on_event: Listener) -> RunOutcome:
+    """Run every pending shard of ``job`` on ``executor``; reduce when all have committed.
+
+    Resuming is running again: committed shards are skipped. Raises ``StoreMismatchError`` if
+    the store belongs to another job; shard failures are reported in the outcome, not raised.
+    """
+    job_plan = plan(job)
+    store = Store.open_for_job(job, job_plan)
+    todo = pending(job_plan.n_shards, store.committed())
+    collector = _Collector(on_event)
+    collector(RunStarted(job.name, job_plan.n_shards, len(todo), executor.name))
+    started = time.perf_counter()
+    executor.run(job, todo, collector)
+    wall = time.perf_counter() - started
+    return finish(job, job_plan, store, collector, executor.name, wall)
+
+
+def finish(
+    job: Job, job_plan: Plan, store: Store, collector: _Collector, executor: str, wall: float
+) -> RunOutcome:
+    """Reduce if complete, write result.json and report.json, and build the outcome."""
+    done = store.committed()
+    failures = {i: f.reason for i, f in sorted(collector.failed.items()) if i not in done}
+    for i, rec in store.failures().items():
+        failures.setdefault(i, str(rec.get("reason", "failed")))
+    result = None
+    if len(done) == job_plan.n_shards:
+        result = reduce_store(job, store)
+    records = store.commit_records()
+    run_report = report.build(
+        job=job,
+        plan=job_plan,
+        records=records,
+        this_run=[e for e in collector.committed if not e.skipped],
+        executor=executor,
+        wall_seconds=wall,
+        driver_host=socket.gethostname(),
+        failures=failures,
+    )
+    store.write_json("report.json", json.dumps(run_report, indent=2, sort_keys=True) + "\n")
+    return RunOutcome(
+        n_shards=job_plan.n_shards,
+        committed=len(done),
+        failures=failures,
+        result=result,
+        report=run_report,
+    )
+
+
+def reduce_store(job: Job, store: Store) -> dict[str, Any]:
+    """Reduce the complete arrays and write ``result.json``: the answer and what determines it
+    (kernel, params, seed), nothing about how it ran, so its bytes never depend on the run."""
+    answer = job.kernel.reduce(job.params, job.seed, store.read_arrays())
+    result = {"kernel": job.kernel_name, "params": job.params_dict(), "seed": job.seed, **answer}
+    store.write_json("result.json", result_text(result))
+    return result
+
+
+def result_text(result: dict[str, Any]) -> str:
+    """The exact bytes of result.json."""
+    return json.dumps(result, indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,327 @@
+"""Job files: load TOML or JSON, validate every key, canonical JSON and the content hash.
+
+The content hash (``Job.spec_hash``) covers only what determines the output bytes: the kernel,
+its params, the seed and the resolved shard count. Changing the name, store, budget, retries,
+resources, timeout or tags and resuming is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import SpecError
+from kernels import registry
+from kernels.base import Kernel, ParamError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "job": ("name", "kernel", "store", "shards", "shard_size", "seed", "timeout_s", "budget_usd"),
+    "params": (),
+    "resources": ("vcpus", "memory_mib", "gpus"),
+    "retry": ("attempts",),
+    "tags": (),
+}
+MAX_SHARDS = 1_000_000
+MAX_SEED = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one shard needs: vCPUs, memory in MiB and GPUs (AWS Batch resourceRequirements)."""
+
+    vcpus: float = 1.0
+    memory_mib: int = 2048
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job. Build it with ``load``/``from_dict``, never by hand."""
+
+    name: str
+    kernel_name: str
+    store: str
+    shards: int | None
+    shard_size: int | None
+    seed: int
+    timeout_s: float
+    budget_usd: float | None
+    params: Any
+    resources: Resources
+    retry_attempts: int
+    tags: dict[str, str] = field(default_factory=dict)
+    n_shards: int = 1  # resolved from shards / shard_size / the kernel's default
+
+    @property
+    def kernel(self) -> Kernel:
+        """The registered kernel object."""
+        return registry.get(self.kernel_name)
+
+    def params_dict(self) -> dict[str, Any]:
+        """The kernel's params in canonical form, defaults filled in."""
+        return self.kernel.params_to_dict(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole job, normalised, as plain data (loads back with ``from_dict``)."""
+        job: dict[str, Any] = {
+            "name": self.name,
+            "kernel": self.kernel_name,
+            "store": self.store,
+            "seed": self.seed,
+            "timeout_s": self.timeout_s,
+        }
+        if self.shard_size is not None:
+            job["shard_size"] = self.shard_size
+        else:
+            job["shards"] = self.n_shards
+        if self.budget_usd is not None:
+            job["budget_usd"] = self.budget_usd
+        return {
+            "job": job,
+            "params": self.params_dict(),
+            "resources": {
+                "vcpus": self.resources.vcpus,
+                "memory_mib": self.resources.memory_mib,
+                "gpus": self.resources.gpus,
+            },
+            "retry": {"attempts": self.retry_attempts},
+            "tags": dict(sorted(self.tags.items())),
+        }
+
+    def canonical_json(self) -> str:
+        """The job as canonical JSON: sorted keys, no spaces, ASCII; equal jobs give equal text."""
+        return canonical_json(self.to_dict())
+
+    def hashed_part(self) -> dict[str, Any]:
+        """What determines the output bytes, and so the spec hash."""
+        return {
+            "kernel": self.kernel_name,
+            "params": self.params_dict(),
+            "seed": self.seed,
+            "n_shards": self.n_shards,
+        }
+
+    @property
+    def spec_hash(self) -> str:
+        """SHA-256 hex digest of the canonical JSON of ``hashed_part()``: the job's version."""
+        return hashlib.sha256(canonical_json(self.hashed_part()).encode()).hexdigest()
+
+
+def canonical_json(data: Any) -> str:
+    """Deterministic JSON text: sorted keys, compact separators, ASCII, no NaN."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def load(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Job:
+    """Read a job file (TOML, or JSON with the same structure; a path or fsspec URL) and validate it.
+
+    ``overrides`` replaces keys of ``[job]`` (the CLI's ``--shards``/``--store``); setting
+    ``shards`` drops ``shard_size`` and vice versa. Raises ``SpecError`` naming the file or key.
+    """
+    text = _read_text(str(path))
+    data = parse_text(text, str(path))
+    return from_dict(data, overrides=overrides, source=str(path))
+
+
+def parse_text(text: str, source: str = "<job>") -> dict[str, Any]:
+    """Parse job text as JSON (when it starts with ``{``) or TOML; ``SpecError`` names the file."""
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError("", f"{source}: not valid TOML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError("", f"{source}: expected a table of sections, got {type(data).__name__}")
+    return data
+
+
+def _read_text(path: str) -> str:
+    try:
+        if "://" in path and not path.startswith("file://"):
+            import fsspec
+
+            with fsspec.open(path, "r", encoding="utf-8") as fh:
+                return str(fh.read())
+        local = path.removeprefix("file://")
+        with open(local, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise SpecError("", f"{path}: job file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("", f"{path}: cannot read job file: {exc}") from None
+
+
+def from_dict(
+    data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "<job>"
+) -> Job:
+    """Validate a parsed job (the structure of DESIGN.md "The job file") into a ``Job``."""
+    _check_keys("", data, tuple(_SECTIONS), source)
+    job = dict(_section(data, "job"))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        job[key] = value
+        if key == "shards":
+            job.pop("shard_size", None)
+        elif key == "shard_size":
+            job.pop("shards", None)
+    _check_keys("job", job, _SECTIONS["job"], source)
+    resources = _section(data, "resources")
+    _check_keys("resources", resources, _SECTIONS["resources"], source)
+    retry = _section(data, "retry")
+    _check_keys("retry", retry, _SECTIONS["retry"], source)
+
+    name = _get(job, "job", "name", str, required=True)
+    if not _NAME_RE.match(name):
+        raise SpecError("job.name", f"{name!r} is not 1-128 characters of A-Z a-z 0-9 _ -")
+    kernel_name = _get(job, "job", "kernel", str, required=True)
+    try:
+        kernel = registry.get(kernel_name)
+    except KeyError:
+        raise SpecError(
+            "job.kernel",
+            f"{kernel_name!r} is not a registered kernel; expected one of {registry.names()}",
+        ) from None
+    store = _get(job, "job", "store", str, required=True)
+    if not store.strip():
+        raise SpecError("job.store", "is empty; expected a path, file://... or s3://bucket/prefix")
+    store = normalise_store_url(store)
+
+    if "shards" in job and "shard_size" in job:
+        raise SpecError("job.shards", "give either job.shards or job.shard_size, not both")
+    shards = _get(job, "job", "shards", int, lo=1, hi=MAX_SHARDS)
+    shard_size = _get(job, "job", "shard_size", int, lo=1)
+    seed = _get(job, "job", "seed", int, lo=0, hi=MAX_SEED, default=0)
+    timeout_s = _get(job, "job", "timeout_s", float, lo=1.0, default=3600.0)
+    budget = _get(job, "job", "budget_usd", float, lo=0.0, lo_open=True)
+
+    params_raw = _section(data, "params")
+    try:
+        params = kernel.parse_params(params_raw)
+    except ParamError as exc:
+        raise SpecError(f"params.{exc.key}", exc.message) from None
+
+    if shards is not None:
+        requested = shards
+    elif shard_size is not None:
+        try:
+            requested = kernel.shards_for_size(params, shard_size)
+        except ParamError as exc:
+            raise SpecError("job.shard_size", exc.message) from None
+    else:
+        requested = kernel.default_shards(params)
+    n_shards = kernel.layout(params, requested).n_shards
+
+    res = Resources(
+        vcpus=_get(resources, "resources", "vcpus", float, lo=0.25, hi=256.0, default=1.0),
+        memory_mib=_get(resources, "resources", "memory_mib", int, lo=128, hi=4_000_000,
+                        default=2048),
+        gpus=_get(resources, "resources", "gpus", int, lo=0, hi=16, default=0),
+    )
+    attempts = _get(retry, "retry", "attempts", int, lo=1, hi=10, default=3)
+    tags = _tags(_section(data, "tags"))
+    return Job(
+        name=name,
+        kernel_name=kernel_name,
+        store=store,
+        shards=shards,
+        shard_size=shard_size,
+        seed=seed,
+        timeout_s=timeout_s,
+        budget_usd=budget,
+        params=params,
+        resources=res,
+        retry_attempts=attempts,
+        tags=tags,
+        n_shards=n_shards,
+    )
+
+
+def normalise_store_url(url: str) -> str:
+    """Make a store location absolute: plain and ``file://`` paths against the current directory;
+    ``s3://`` and other URLs unchanged (without a trailing slash)."""
+    if "://" in url and not url.startswith("file://"):
+        return url.rstrip("/")
+    path = url.removeprefix("file://")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise SpecError(name, f"expected a table [{name}], got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_keys(prefix: str, table: Mapping[str, Any], allowed: tuple[str, ...], source: str) -> None:
+    if prefix in ("params", "tags"):
+        return
+    for key in table:
+        if key in allowed:
+            continue
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        hint = difflib.get_close_matches(str(key), allowed, n=1)
+        expected = f"did you mean {hint[0]!r}?" if hint else f"expected one of {list(allowed)}"
+        what = "section" if not prefix else "key"
+        raise SpecError(dotted, f"unknown {what} in {source}; {expected}")
+
+
+def _get(
+    table: Mapping[str, Any],
+    section: str,
+    key: str,
+    kind: type,
+    *,
+    required: bool = False,
+    default: Any = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> Any:
+    dotted = f"{section}.{key}"
+    if key not in table:
+        if required:
+            raise SpecError(dotted, f"is required ({_describe(kind)})")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise SpecError(dotted, f"expected {_describe(kind)}, got {type(value).__name__} {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise SpecError(dotted, f"expected a finite number, got {value!r}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise SpecError(dotted, f"{value!r} is out of range; expected {'>' if lo_open else '>='} {lo:g}")
+    if hi is not None and value > hi:
+        raise SpecError(dotted, f"{value!r} is out of range; expected <= {hi:g}")
+    return value
+
+
+def _describe(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+
+
+def _tags(table: Mapping[str, Any]) -> dict[str, str]:
+    if len(table) > 50:
+        raise SpecError("tags", f"{len(table)} tags; AWS Batch allows at most 50")
+    tags: dict[str, str] = {}
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise SpecError(f"tags.{key}", f"expected a string, got {type(value).__name__} {value!r}")
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise SpecError(f"tags.{key}", "keys are 1-128 characters and values at most 256")
+        if key.lower().startswith("aws:"):
+            raise SpecError(f"tags.{key}", "the aws: prefix is reserved by AWS")
+        tags[key] = value
+    return tags

@@ -1,0 +1,340 @@
+"""The checkpoint store: a Zarr v3 group on local disk or S3 (through s3fs).
+
+Layout (DESIGN.md, "The store")::
+
+    <store>/zarr.json              group; attrs["tessera"] = version, job, spec hash, plan
+    <store>/<array>/...            output arrays, chunk-aligned to shards
+    <store>/_shards/<i>.json       commit record of shard i, written only after its chunks
+    <store>/_attempts/<i>.<n>.json a marker per attempt of shard i (attempt numbering, forensics)
+    <store>/_failures/<i>.json     the last kernel error of shard i (removed when it commits)
+    <store>/result.json            the answer (deterministic)
+    <store>/report.json            how it was run (timings, hosts, throughput)
+
+A shard is done exactly when its commit record exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+import zarr
+import zarr.storage
+
+from engine import __version__
+from engine.config import storage_options
+from engine.errors import StoreError, StoreMismatchError
+from engine.plan import Plan
+from engine.spec import Job
+
+log = logging.getLogger(__name__)
+
+_ATTR = "tessera"
+
+
+class Store:
+    """An opened checkpoint store. Create with ``open_for_job`` or ``open_existing``."""
+
+    def __init__(self, url: str, group: zarr.Group, fs: fsspec.AbstractFileSystem, root: str):
+        self.url = url
+        self.group = group
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self._local = _is_local(url)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open_for_job(cls, job: Job, plan: Plan, create: bool = True) -> Store:
+        """Open ``job``'s store, creating the group and arrays if it does not exist.
+
+        Raises ``StoreMismatchError`` when the store holds a job with another spec hash, and
+        ``StoreError`` when it does not exist and ``create`` is false.
+        """
+        url = job.store
+        fs, root = _filesystem(url)
+        meta = _read_meta(fs, root)
+        if meta is None:
+            if not create:
+                raise StoreError(f"store {url} does not exist; run `tessera run` first")
+            return cls._create(job, plan, fs, root)
+        store = cls(url, _open_group(url), fs, root)
+        store.check_job(job)
+        return store
+
+    @classmethod
+    def open_existing(cls, url: str) -> Store:
+        """Open a store that already exists (for ``tessera status``, workers, reduce)."""
+        fs, root = _filesystem(url)
+        if _read_meta(fs, root) is None:
+            raise StoreError(f"{url} is not a tessera store (no zarr.json with tessera attributes)")
+        return cls(url, _open_group(url), fs, root)
+
+    @classmethod
+    def _create(cls, job: Job, plan: Plan, fs: fsspec.AbstractFileSystem, root: str) -> Store:
+        attrs = {
+            _ATTR: {
+                "version": __version__,
+                "job": job.to_dict(),
+                "spec_hash": job.spec_hash,
+                "hashed": job.hashed_part(),
+                "plan": plan.to_dict(),
+            }
+        }
+        if _is_local(job.store):
+            os.makedirs(root, exist_ok=True)
+        group = zarr.open_group(
+            _zarr_store(job.store, read_only=False), mode="w", attributes=attrs, zarr_format=3
+        )
+        for spec in plan.layout.arrays:
+            group.create_array(
+                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, fill_value=0
+            )
+        log.info("created store %s for job %s (spec %s)", job.store, job.name, job.spec_hash[:12])
+        return cls(job.store, group, fs, root)
+
+    # -- metadata --------------------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The tessera attributes: version, job, spec_hash, hashed, plan."""
+        value = self.group.attrs.get(_ATTR)
+        if not isinstance(value, dict):
+            raise StoreError(f"{self.url}: zarr.json has no tessera attributes")
+        return value
+
+    @property
+    def n_shards(self) -> int:
+        return int(self.meta["plan"]["n_shards"])
+
+    def check_job(self, job: Job) -> None:
+        """Refuse a job whose spec hash differs from the stored one, naming what differs."""
+        meta = self.meta
+        if meta["spec_hash"] == job.spec_hash:
+            return
+        diffs = _diff(meta.get("hashed", {}), job.hashed_part())
+        detail = "; ".join(diffs[:5]) if diffs else "spec hashes differ"
+        raise StoreMismatchError(
+            f"store {self.url} was made by a different job (spec {meta['spec_hash'][:12]}, "
+            f"this job {job.spec_hash[:12]}): {detail}. Resuming would mix results. To start "
+            f"fresh, delete the store or pass --store with a new location."
+        )
+
+    # -- shards ----------------------------------------------------------------------------
+
+    def write_shard(self, plan: Plan, shard: int, arrays: Mapping[str, np.ndarray]) -> int:
+        """Write shard ``shard``'s rows of every output array; returns the bytes written."""
+        region = plan.layout.region(shard)
+        nbytes = 0
+        for spec in plan.layout.arrays:
+            start, stop = region[spec.name]
+            data = arrays.get(spec.name)
+            if data is None:
+                raise StoreError(f"shard {shard}: kernel returned no array {spec.name!r}")
+            expected = (stop - start, *spec.shape[1:])
+            if tuple(data.shape) != expected:
+                raise StoreError(
+                    f"shard {shard}: array {spec.name!r} has shape {tuple(data.shape)}, "
+                    f"expected {expected}"
+                )
+            self.group[spec.name][start:stop] = data  # type: ignore[index]
+            nbytes += int(data.nbytes)
+        return nbytes
+
+    def commit(self, shard: int, record: Mapping[str, Any]) -> None:
+        """Write the commit record of ``shard`` (after its data), and clear any failure."""
+        self._write_text(f"_shards/{shard}.json", json.dumps(dict(record), sort_keys=True))
+        self._delete(f"_failures/{shard}.json")
+
+    def committed(self) -> set[int]:
+        """Indices of committed shards (one listing, not one request per shard)."""
+        return {int(name) for name in self._list_stems("_shards") if name.isdigit()}
+
+    def commit_records(self) -> dict[int, dict[str, Any]]:
+        """Every commit record, by shard index."""
+        return self._read_many("_shards")
+
+    def record_failure(self, shard: int, record: Mapping[str, Any]) -> None:
+        """Remember that ``shard`` failed (kernel error), for ``tessera status``."""
+        self._write_text(f"_failures/{shard}.json", json.dumps(dict(record), sort_keys=True))
+
+    def failures(self) -> dict[int, dict[str, Any]]:
+        """Failure records of shards that have not committed since, by shard index."""
+        failed = self._read_many("_failures")
+        done = self.committed()
+        return {i: r for i, r in failed.items() if i not in done}
+
+    def begin_attempt(self, shard: int, info: Mapping[str, Any]) -> int:
+        """Record the start of an attempt of ``shard`` and return its number (1, 2, ...)."""
+        prefix = f"{shard}."
+        numbers = [
+            int(stem[len(prefix):])
+            for stem in self._list_stems("_attempts")
+            if stem.startswith(prefix) and stem[len(prefix):].isdigit()
+        ]
+        attempt = max(numbers, default=0) + 1
+        self._write_text(f"_attempts/{shard}.{attempt}.json", json.dumps(dict(info), sort_keys=True))
+        return attempt
+
+    def attempts(self) -> dict[int, int]:
+        """How many attempts each shard has started, by shard index."""
+        counts: dict[int, int] = {}
+        for stem in self._list_stems("_attempts"):
+            head, _, tail = stem.partition(".")
+            if head.isdigit() and tail.isdigit():
+                counts[int(head)] = max(counts.get(int(head), 0), int(tail))
+        return counts
+
+    def read_arrays(self) -> dict[str, np.ndarray]:
+        """Every output array, whole, as NumPy arrays (for ``reduce``)."""
+        names = [a["name"] for a in self.meta["plan"]["arrays"]]
+        return {name: np.asarray(self.group[name][...]) for name in names}  # type: ignore[index]
+
+    # -- result and report -----------------------------------------------------------------
+
+    def write_json(self, name: str, text: str) -> None:
+        """Write ``result.json`` or ``report.json`` (any top-level file) atomically."""
+        self._write_text(name, text)
+
+    def read_json(self, name: str) -> Any | None:
+        """Read a top-level JSON file, or ``None`` if it does not exist."""
+        text = self._read_text(name)
+        return None if text is None else json.loads(text)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def _write_text(self, key: str, text: str) -> None:
+        path = self._path(key)
+        if self._local:
+            # Write to a temporary name and rename, so a reader never sees half a record.
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            self.fs.pipe_file(path, text.encode())  # one PUT: atomic on S3
+
+    def _read_text(self, key: str) -> str | None:
+        try:
+            return bytes(self.fs.cat_file(self._path(key))).decode()
+        except FileNotFoundError:
+            return None
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        if self._local:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        elif self.fs.exists(path):
+            self.fs.rm_file(path)
+
+    def _list_stems(self, folder: str) -> list[str]:
+        path = self._path(folder)
+        if self._local:
+            try:
+                names = os.listdir(path)
+            except FileNotFoundError:
+                return []
+        else:
+            self.fs.invalidate_cache(path)  # other processes write here; never trust a cache
+            try:
+                names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
+            except FileNotFoundError:
+                return []
+        return [n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")]
+
+    def _read_many(self, folder: str) -> dict[int, dict[str, Any]]:
+        stems = [s for s in self._list_stems(folder) if s.isdigit()]
+        paths = [self._path(f"{folder}/{s}.json") for s in stems]
+        if not paths:
+            return {}
+        if self._local:
+            texts = {}
+            for stem, path in zip(stems, paths):
+                with open(path, "rb") as fh:
+                    texts[path] = fh.read()
+        else:
+            texts = self.fs.cat(paths, on_error="omit")  # concurrent GETs
+        return {
+            int(stem): json.loads(texts[path])
+            for stem, path in zip(stems, paths)
+            if path in texts
+        }
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    if _is_local(url):
+        return fsspec.filesystem("file"), url.removeprefix("file://")
+    fs, root = fsspec.core.url_to_fs(url, **storage_options(url))
+    return fs, str(root)
+
+
+def _zarr_store(url: str, read_only: bool) -> zarr.storage.StoreLike:
+    if _is_local(url):
+        return zarr.storage.LocalStore(url.removeprefix("file://"), read_only=read_only)
+    return zarr.storage.FsspecStore.from_url(
+        url, storage_options=storage_options(url), read_only=read_only
+    )
+
+
+def _open_group(url: str) -> zarr.Group:
+    try:
+        return zarr.open_group(_zarr_store(url, read_only=False), mode="r+", zarr_format=3)
+    except (FileNotFoundError, ValueError) as exc:
+        raise StoreError(f"{url}: cannot open the Zarr group: {exc}") from None
+
+
+def _read_meta(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
+    try:
+        text = fs.cat_file(f"{root}/zarr.json")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot read zarr.json: {exc}") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{root}/zarr.json is not valid JSON: {exc}") from None
+    attrs = meta.get("attributes", {}) if isinstance(meta, dict) else {}
+    value = attrs.get(_ATTR)
+    if not isinstance(value, dict):
+        raise StoreError(
+            f"{root} holds a Zarr group that tessera did not create; choose another store"
+        )
+    return value
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                out.append(f"{name}: {old.get(key)!r} -> {new.get(key)!r}")
+            else:
+                out.extend(_diff(old[key], new[key], name))
+        return out
+    return [] if old == new else [f"{prefix}: stored {old!r}, this job {new!r}"]
