@@ -53,10 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="job file (TOML or JSON)")
     run.add_argument("--shards", type=int, help="override job.shards")
     run.add_argument("--store", help="override job.store (path, file://, s3://)")
-    run.add_argument("--executor", choices=["local", "dask"],
-                     help="where shards run (default: dask, or TESSERA_EXECUTOR)")
-    run.add_argument("--scheduler", help="Dask scheduler address (default: DASK_SCHEDULER_ADDRESS,"
-                                         " else a LocalCluster)")
+    run.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        help="where shards run (default: dask, or TESSERA_EXECUTOR)",
+    )
+    run.add_argument(
+        "--scheduler",
+        help="Dask scheduler address (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
+    )
     run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
     run.add_argument("--json", action="store_true", help="print report.json instead of a table")
     run.set_defaults(func=_cmd_run)
@@ -81,8 +86,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from engine.plan import plan
 
     job_plan = plan(job)
-    print(f"ok: job {job.name}, kernel {job.kernel_name}, {job_plan.n_shards} shards, "
-          f"{job_plan.work:,} {job_plan.work_unit}, store {job.store}, spec {job.spec_hash[:12]}")
+    print(
+        f"ok: job {job.name}, kernel {job.kernel_name}, {job_plan.n_shards} shards, "
+        f"{job_plan.work:,} {job_plan.work_unit}, store {job.store}, spec {job.spec_hash[:12]}"
+    )
     return EXIT_OK
 
 
@@ -116,9 +123,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"result: {job.store}/result.json")
         return EXIT_OK
     pending = outcome.n_shards - outcome.committed
-    print(f"incomplete: {pending} of {outcome.n_shards} shards not committed "
-          f"({len(outcome.failures)} failed); fix the cause and run again to resume",
-          file=sys.stderr)
+    print(
+        f"incomplete: {pending} of {outcome.n_shards} shards not committed "
+        f"({len(outcome.failures)} failed); fix the cause and run again to resume",
+        file=sys.stderr,
+    )
     return EXIT_FAILED
 
 
@@ -136,20 +145,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
     todo = [i for i in pending(n, done) if i not in failures]
     result = store.read_json("result.json")
     if args.json:
-        print(json.dumps({
-            "store": store.url, "job": meta["job"]["job"]["name"], "spec_hash": meta["spec_hash"],
-            "n_shards": n, "committed": len(done), "pending": todo,
-            "failed": {str(i): r.get("reason") for i, r in sorted(failures.items())},
-            "complete": result is not None and len(done) == n,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "store": store.url,
+                    "job": meta["job"]["job"]["name"],
+                    "spec_hash": meta["spec_hash"],
+                    "n_shards": n,
+                    "committed": len(done),
+                    "pending": todo,
+                    "failed": {str(i): r.get("reason") for i, r in sorted(failures.items())},
+                    "complete": result is not None and len(done) == n,
+                },
+                indent=2,
+            )
+        )
     else:
         job = meta["job"]["job"]
-        print(f"store {store.url}: job {job['name']} ({job['kernel']}), spec "
-              f"{meta['spec_hash'][:12]}")
+        print(
+            f"store {store.url}: job {job['name']} ({job['kernel']}), spec {meta['spec_hash'][:12]}"
+        )
         print(f"shards: {len(done)}/{n} committed, {len(failures)} failed, {len(todo)} pending")
         for i, rec in sorted(failures.items()):
-            print(f"  FAILED shard {i} (attempt {rec.get('attempt')}, host {rec.get('host')}): "
-                  f"{rec.get('reason')}")
+            print(
+                f"  FAILED shard {i} (attempt {rec.get('attempt')}, host {rec.get('host')}): "
+                f"{rec.get('reason')}"
+            )
         if todo:
             shown = ", ".join(map(str, todo[:20])) + (" ..." if len(todo) > 20 else "")
             print(f"  pending: {shown}")

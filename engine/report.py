@@ -62,8 +62,9 @@ def build(
             "seconds_median": round(statistics.median(seconds), 6) if seconds else None,
             "seconds_max": round(max(seconds), 6) if seconds else None,
             "cpu_seconds_total": round(sum(cpu), 6),
-            "peak_rss_mib_max": max((float(r.get("peak_rss_mib", 0)) for r in records.values()),
-                                    default=None),
+            "peak_rss_mib_max": max(
+                (float(r.get("peak_rss_mib", 0)) for r in records.values()), default=None
+            ),
             "rate_per_s_per_shard": round(work_done / shard_seconds, 3) if shard_seconds else None,
             "hosts": sorted({str(r.get("host", "")) for r in records.values()}),
             "attempts_max": max((int(r.get("attempt", 1)) for r in records.values()), default=0),
@@ -71,8 +72,18 @@ def build(
     }
     if plan.n_shards <= PER_SHARD_LIMIT:
         out["per_shard"] = [
-            {k: records[i].get(k) for k in ("shard", "attempt", "host", "seconds", "cpu_seconds",
-                                            "peak_rss_mib", "bytes")}
+            {
+                k: records[i].get(k)
+                for k in (
+                    "shard",
+                    "attempt",
+                    "host",
+                    "seconds",
+                    "cpu_seconds",
+                    "peak_rss_mib",
+                    "bytes",
+                )
+            }
             for i in sorted(records)
         ]
     return out
@@ -93,8 +104,9 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
         lines.append(f"{'product':<24} {'price':>12} {'stderr':>10}   95% CI")
         for name, p in products.items():
             lo, hi = p["ci95"]
-            lines.append(f"{name:<24} {p['price']:>12.6f} {p['stderr']:>10.6f}   "
-                         f"[{lo:.6f}, {hi:.6f}]")
+            lines.append(
+                f"{name:<24} {p['price']:>12.6f} {p['stderr']:>10.6f}   [{lo:.6f}, {hi:.6f}]"
+            )
         lines.append("")
     elif result:
         for key, value in result.items():
@@ -106,17 +118,30 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
     unit = run_report["work_unit"]
     rate = run.get("rate_per_s")
     rows = [
-        ("shards", f"{run_report['committed']}/{run_report['n_shards']} committed, "
-                   f"{run['shards']} computed in this run, {len(run_report['failed'])} failed"),
+        (
+            "shards",
+            f"{run_report['committed']}/{run_report['n_shards']} committed, "
+            f"{run['shards']} computed in this run, {len(run_report['failed'])} failed",
+        ),
         ("wall time", f"{run['wall_seconds']:.2f} s ({run_report['executor']} executor)"),
         (f"{unit}/s", f"{_si(rate)}(this run, end to end)" if rate else "-"),
-        (f"{unit}/s per shard",
-         f"{_si(shards['rate_per_s_per_shard'])}(kernel+store, one worker)"
-         if shards["rate_per_s_per_shard"] else "-"),
-        ("CPU-seconds", f"{run['cpu_seconds']:.2f} this run, {shards['cpu_seconds_total']:.2f} all"),
-        ("shard seconds", f"min {shards['seconds_min']} / median {shards['seconds_median']} / "
-                          f"max {shards['seconds_max']}" if shards["seconds_min"] is not None
-         else "-"),
+        (
+            f"{unit}/s per shard",
+            f"{_si(shards['rate_per_s_per_shard'])}(kernel+store, one worker)"
+            if shards["rate_per_s_per_shard"]
+            else "-",
+        ),
+        (
+            "CPU-seconds",
+            f"{run['cpu_seconds']:.2f} this run, {shards['cpu_seconds_total']:.2f} all",
+        ),
+        (
+            "shard seconds",
+            f"min {shards['seconds_min']} / median {shards['seconds_median']} / "
+            f"max {shards['seconds_max']}"
+            if shards["seconds_min"] is not None
+            else "-",
+        ),
         ("peak memory/shard", f"{shards['peak_rss_mib_max']} MiB (worker process peak RSS)"),
     ]
     lines.extend(f"{k:<24} {v}" for k, v in rows)
@@ -143,16 +168,20 @@ class Progress:
             self.job, self.total, self.pending = event.job, event.n_shards, event.pending
             self.done = event.n_shards - event.pending
             self.started = time.perf_counter()
-            self._line(f"job {self.job}: {self.pending} of {self.total} shards to run "
-                       f"({event.executor} executor)")
+            self._line(
+                f"job {self.job}: {self.pending} of {self.total} shards to run "
+                f"({event.executor} executor)"
+            )
         elif isinstance(event, ShardCommitted):
             self.done += 1
             self.work += event.work
             if self.tty:
                 self._bar()
             else:
-                self._line(f"job {self.job} shard {event.shard}/{self.total} committed in "
-                           f"{event.seconds:.2f} s ({self.done}/{self.total} done)")
+                self._line(
+                    f"job {self.job} shard {event.shard}/{self.total} committed in "
+                    f"{event.seconds:.2f} s ({self.done}/{self.total} done)"
+                )
         elif isinstance(event, ShardFailed):
             kind = "will retry" if event.retryable else "failed"
             self._line(f"job {self.job} shard {event.shard}/{self.total} {kind}: {event.reason}")
@@ -178,6 +207,8 @@ class Progress:
         eta = (self.total - self.done) * elapsed / ran if ran > 0 else 0.0
         filled = int(frac * width)
         bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r\033[K[{bar}] {self.done}/{self.total} shards  "
-                          f"{_si(self.work / elapsed)}units/s  ETA {eta:.0f} s")
+        self.stream.write(
+            f"\r\033[K[{bar}] {self.done}/{self.total} shards  "
+            f"{_si(self.work / elapsed)}units/s  ETA {eta:.0f} s"
+        )
         self.stream.flush()

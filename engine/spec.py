@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from engine.errors import SpecError
 from kernels import registry
@@ -118,11 +118,13 @@ class Job:
 
 def canonical_json(data: Any) -> str:
     """Deterministic JSON text: sorted keys, compact separators, ASCII, no NaN."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def load(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Job:
-    """Read a job file (TOML, or JSON with the same structure; a path or fsspec URL) and validate it.
+    """Read a job file (TOML, or JSON of the same structure; a path or fsspec URL); validate it.
 
     ``overrides`` replaces keys of ``[job]`` (the CLI's ``--shards``/``--store``); setting
     ``shards`` drops ``shard_size`` and vice versa. Raises ``SpecError`` naming the file or key.
@@ -225,8 +227,9 @@ def from_dict(
 
     res = Resources(
         vcpus=_get(resources, "resources", "vcpus", float, lo=0.25, hi=256.0, default=1.0),
-        memory_mib=_get(resources, "resources", "memory_mib", int, lo=128, hi=4_000_000,
-                        default=2048),
+        memory_mib=_get(
+            resources, "resources", "memory_mib", int, lo=128, hi=4_000_000, default=2048
+        ),
         gpus=_get(resources, "resources", "gpus", int, lo=0, hi=16, default=0),
     )
     attempts = _get(retry, "retry", "attempts", int, lo=1, hi=10, default=3)
@@ -264,7 +267,9 @@ def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value
 
 
-def _check_keys(prefix: str, table: Mapping[str, Any], allowed: tuple[str, ...], source: str) -> None:
+def _check_keys(
+    prefix: str, table: Mapping[str, Any], allowed: tuple[str, ...], source: str
+) -> None:
     if prefix in ("params", "tags"):
         return
     for key in table:
@@ -294,15 +299,18 @@ def _get(
         if required:
             raise SpecError(dotted, f"is required ({_describe(kind)})")
         return default
-    value = table[key]
+    value: Any = table[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         raise SpecError(dotted, f"expected {_describe(kind)}, got {type(value).__name__} {value!r}")
+    value = cast(Any, value)  # checked above; mypy cannot follow isinstance with a variable type
     if kind is float and not math.isfinite(value):
         raise SpecError(dotted, f"expected a finite number, got {value!r}")
     if lo is not None and (value <= lo if lo_open else value < lo):
-        raise SpecError(dotted, f"{value!r} is out of range; expected {'>' if lo_open else '>='} {lo:g}")
+        raise SpecError(
+            dotted, f"{value!r} is out of range; expected {'>' if lo_open else '>='} {lo:g}"
+        )
     if hi is not None and value > hi:
         raise SpecError(dotted, f"{value!r} is out of range; expected <= {hi:g}")
     return value
@@ -318,7 +326,9 @@ def _tags(table: Mapping[str, Any]) -> dict[str, str]:
     tags: dict[str, str] = {}
     for key, value in table.items():
         if not isinstance(value, str):
-            raise SpecError(f"tags.{key}", f"expected a string, got {type(value).__name__} {value!r}")
+            raise SpecError(
+                f"tags.{key}", f"expected a string, got {type(value).__name__} {value!r}"
+            )
         if not 1 <= len(key) <= 128 or len(value) > 256:
             raise SpecError(f"tags.{key}", "keys are 1-128 characters and values at most 256")
         if key.lower().startswith("aws:"):

@@ -78,7 +78,7 @@ class Store:
 
     @classmethod
     def _create(cls, job: Job, plan: Plan, fs: fsspec.AbstractFileSystem, root: str) -> Store:
-        attrs = {
+        attrs: dict[str, Any] = {
             _ATTR: {
                 "version": __version__,
                 "job": job.to_dict(),
@@ -174,12 +174,14 @@ class Store:
         """Record the start of an attempt of ``shard`` and return its number (1, 2, ...)."""
         prefix = f"{shard}."
         numbers = [
-            int(stem[len(prefix):])
+            int(stem[len(prefix) :])
             for stem in self._list_stems("_attempts")
-            if stem.startswith(prefix) and stem[len(prefix):].isdigit()
+            if stem.startswith(prefix) and stem[len(prefix) :].isdigit()
         ]
         attempt = max(numbers, default=0) + 1
-        self._write_text(f"_attempts/{shard}.{attempt}.json", json.dumps(dict(info), sort_keys=True))
+        self._write_text(
+            f"_attempts/{shard}.{attempt}.json", json.dumps(dict(info), sort_keys=True)
+        )
         return attempt
 
     def attempts(self) -> dict[int, int]:
@@ -268,15 +270,13 @@ class Store:
             return {}
         if self._local:
             texts = {}
-            for stem, path in zip(stems, paths):
+            for path in paths:
                 with open(path, "rb") as fh:
                     texts[path] = fh.read()
         else:
             texts = self.fs.cat(paths, on_error="omit")  # concurrent GETs
         return {
-            int(stem): json.loads(texts[path])
-            for stem, path in zip(stems, paths)
-            if path in texts
+            int(stem): json.loads(texts[path]) for stem, path in zip(stems, paths) if path in texts
         }
 
 

@@ -95,8 +95,16 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
         arrays, stats = job.kernel.compute(job.params, job.seed, job_plan.layout, index)
     except Exception as exc:  # a kernel error fails this shard only
         reason = f"{type(exc).__name__}: {exc}"
-        store.record_failure(index, {"shard": index, "attempt": attempt, "host": host,
-                                     "started": started, "reason": reason})
+        store.record_failure(
+            index,
+            {
+                "shard": index,
+                "attempt": attempt,
+                "host": host,
+                "started": started,
+                "reason": reason,
+            },
+        )
         log.error("job %s shard %d/%d failed: %s", job.name, index, job_plan.n_shards, reason)
         return ShardResult(index, "failed", reason=reason)
     if fault == "interrupt" or stop_requested.is_set():

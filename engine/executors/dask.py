@@ -100,4 +100,3 @@ class DaskExecutor:
             env=_PINNED_ENV,
         )
         return Client(cluster), cluster
-

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from engine.errors import ShardInterrupted
-from engine.events import Listener, ShardCommitted, ShardFailed, ShardStarted
+from engine.events import Listener, ShardFailed, ShardStarted
 from engine.spec import Job
 from engine.worker import run_shard, stop_requested
 
@@ -35,4 +35,3 @@ class LocalExecutor:
                     break
                 on_event(result.to_event())
                 break
-

@@ -1,0 +1,13 @@
+"""Shared fixtures. Real servers start once per session, on free loopback ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.s3server import seaweed_s3  # noqa: F401  (session fixture: a real S3 server)
+
+
+@pytest.fixture
+def no_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make sure no scripted faults leak in from the environment."""
+    monkeypatch.delenv("TESSERA_FAULTS", raising=False)

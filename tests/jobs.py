@@ -1,0 +1,62 @@
+"""Helpers that write small job files for tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SMALL_PARAMS: dict[str, Any] = {
+    "paths": 131_072,
+    "steps": 16,
+    "spot": 100.0,
+    "strike": 100.0,
+    "rate": 0.05,
+    "volatility": 0.2,
+    "maturity": 1.0,
+    "products": [
+        "european_call",
+        "european_put",
+        "asian_arithmetic_call",
+        "asian_geometric_call",
+        "barrier_up_out_call",
+    ],
+    "barrier": 130.0,
+    "antithetic": True,
+    "control_variate": True,
+}
+
+
+def job_dict(
+    store: str | Path, *, name: str = "test-job", shards: int = 4, seed: int = 7, **params: Any
+) -> dict[str, Any]:
+    """A small, valid montecarlo.gbm job as plain data."""
+    return {
+        "job": {
+            "name": name,
+            "kernel": "montecarlo.gbm",
+            "store": str(store),
+            "shards": shards,
+            "seed": seed,
+        },
+        "params": {**SMALL_PARAMS, **params},
+        "retry": {"attempts": 2},
+        "tags": {"team": "test"},
+    }
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Write a job dict (tables of scalars and lists) as TOML."""
+    lines = []
+    for section, table in data.items():
+        lines.append(f"[{section}]")
+        for key, value in table.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_job(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as TOML to ``path`` and return it."""
+    path.write_text(to_toml(data))
+    return path
