@@ -15,6 +15,7 @@ class RunStarted:
     n_shards: int
     pending: int
     executor: str
+    work_unit: str = "units"
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def build(
 def _si(value: float) -> str:
     for factor, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
         if abs(value) >= factor:
-            return f"{value / factor:.2f}{suffix}"
+            return f"{value / factor:.2f}{suffix} "
     return f"{value:.2f} "
 
 
@@ -161,11 +161,13 @@ class Progress:
         self.pending = 0
         self.work = 0
         self.job = ""
+        self.unit = "units"
         self.started = time.perf_counter()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.job, self.total, self.pending = event.job, event.n_shards, event.pending
+            self.unit = event.work_unit
             self.done = event.n_shards - event.pending
             self.started = time.perf_counter()
             self._line(
@@ -209,6 +211,6 @@ class Progress:
         bar = "#" * filled + "-" * (width - filled)
         self.stream.write(
             f"\r\033[K[{bar}] {self.done}/{self.total} shards  "
-            f"{_si(self.work / elapsed)}units/s  ETA {eta:.0f} s"
+            f"{_si(self.work / elapsed)}{self.unit}/s  ETA {eta:.0f} s"
         )
         self.stream.flush()

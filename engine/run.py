@@ -64,7 +64,7 @@ def run_job(job: Job, executor: Executor, on_event: Listener) -> RunOutcome:
     store = Store.open_for_job(job, job_plan)
     todo = pending(job_plan.n_shards, store.committed())
     collector = _Collector(on_event)
-    collector(RunStarted(job.name, job_plan.n_shards, len(todo), executor.name))
+    collector(RunStarted(job.name, job_plan.n_shards, len(todo), executor.name, job_plan.work_unit))
     started = time.perf_counter()
     executor.run(job, todo, collector)
     wall = time.perf_counter() - started

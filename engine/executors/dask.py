@@ -82,6 +82,14 @@ class DaskExecutor:
     def _connect(self) -> tuple[Any, Any]:
         from distributed import Client, LocalCluster
 
+        # Importing distributed sets its loggers to INFO; follow the application's level instead
+        # (the CLI's -v), so a plain run does not print every nanny and scheduler start.
+        root_level = logging.getLogger().getEffectiveLevel()
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(root_level)
+        # Bokeh warns that the dashboard allows any Host header; ours listens on loopback only.
+        logging.getLogger("bokeh.server.util").setLevel(logging.ERROR)
+
         if self.scheduler:
             try:
                 return Client(self.scheduler, timeout="30s"), None
