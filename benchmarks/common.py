@@ -30,10 +30,16 @@ def git_revision() -> str:
     """The current git commit (with '-dirty' for uncommitted changes), or 'unknown'."""
     root = Path(__file__).parent.parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         return (rev + ("-dirty" if dirty.strip() else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -34,13 +34,30 @@ STEPS = 252
 
 def job_data(store: str, paths: int, shards: int) -> dict[str, Any]:
     return {
-        "job": {"name": "bench-engine", "kernel": "montecarlo.gbm", "store": store,
-                "shards": shards, "seed": 1},
-        "params": {"paths": paths, "steps": STEPS, "spot": 100.0, "strike": 100.0,
-                   "rate": 0.05, "volatility": 0.2, "maturity": 1.0,
-                   "products": ["european_call", "european_put", "asian_arithmetic_call",
-                                "asian_geometric_call", "barrier_up_out_call"],
-                   "barrier": 130.0},
+        "job": {
+            "name": "bench-engine",
+            "kernel": "montecarlo.gbm",
+            "store": store,
+            "shards": shards,
+            "seed": 1,
+        },
+        "params": {
+            "paths": paths,
+            "steps": STEPS,
+            "spot": 100.0,
+            "strike": 100.0,
+            "rate": 0.05,
+            "volatility": 0.2,
+            "maturity": 1.0,
+            "products": [
+                "european_call",
+                "european_put",
+                "asian_arithmetic_call",
+                "asian_geometric_call",
+                "barrier_up_out_call",
+            ],
+            "barrier": 130.0,
+        },
     }
 
 
@@ -60,8 +77,13 @@ def cluster_start_seconds(workers: int) -> float:
     from distributed import Client, LocalCluster
 
     start = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster:
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        host="127.0.0.1",
+    ) as cluster:
         with Client(cluster) as client:
             client.wait_for_workers(workers)
             elapsed = time.perf_counter() - start
@@ -76,8 +98,11 @@ def end_to_end(paths: int, shards: int, workers: int) -> dict[str, float]:
         wall = time.perf_counter() - start
         assert outcome.ok, outcome.failures
         seconds = outcome.report["shards"]
-        return {"wall_seconds": wall, "work": outcome.report["work_total"],
-                "shard_seconds_median": seconds["seconds_median"]}
+        return {
+            "wall_seconds": wall,
+            "work": outcome.report["work_total"],
+            "shard_seconds_median": seconds["seconds_median"],
+        }
 
 
 def shard_peak_rss_mib(paths: int) -> float:
@@ -106,8 +131,10 @@ def main() -> None:
 
     one_thread = kernel_rate(1 << 20, 1)
     startup = cluster_start_seconds(args.workers)
-    print(f"kernel, 1 thread: {one_thread / 1e6:.0f} M path-steps/s; "
-          f"LocalCluster({args.workers}) start-up: {startup:.2f} s")
+    print(
+        f"kernel, 1 thread: {one_thread / 1e6:.0f} M path-steps/s; "
+        f"LocalCluster({args.workers}) start-up: {startup:.2f} s"
+    )
     rows = []
     for target in args.shard_seconds:
         block = 8192  # keep paths a multiple of the kernel's block of pairs
@@ -116,25 +143,41 @@ def main() -> None:
         e2e = end_to_end(paths, args.shards, args.workers)
         rate = e2e["work"] / e2e["wall_seconds"]
         steady = e2e["work"] / max(e2e["wall_seconds"] - startup, 1e-9)
-        row = {"shard_seconds_target": target, "paths": paths, "shards": args.shards,
-               "workers": args.workers, "kernel_rate": kernel, "end_to_end_rate": rate,
-               "end_to_end_rate_excluding_startup": steady, "cluster_startup_seconds": startup,
-               "ratio": rate / kernel, "ratio_excluding_startup": steady / kernel, **e2e}
+        row = {
+            "shard_seconds_target": target,
+            "paths": paths,
+            "shards": args.shards,
+            "workers": args.workers,
+            "kernel_rate": kernel,
+            "end_to_end_rate": rate,
+            "end_to_end_rate_excluding_startup": steady,
+            "cluster_startup_seconds": startup,
+            "ratio": rate / kernel,
+            "ratio_excluding_startup": steady / kernel,
+            **e2e,
+        }
         rows.append(row)
-        print(f"shards of ~{target:g} s (median {e2e['shard_seconds_median']:.2f} s): kernel "
-              f"{kernel / 1e6:.0f} M/s, end to end {rate / 1e6:.0f} M/s = {rate / kernel:.0%} "
-              f"({steady / kernel:.0%} without the {startup:.1f} s cluster start-up)")
+        print(
+            f"shards of ~{target:g} s (median {e2e['shard_seconds_median']:.2f} s): kernel "
+            f"{kernel / 1e6:.0f} M/s, end to end {rate / 1e6:.0f} M/s = {rate / kernel:.0%} "
+            f"({steady / kernel:.0%} without the {startup:.1f} s cluster start-up)"
+        )
     small, large = 1 << 18, 1 << 22
     rss_small, rss_large = shard_peak_rss_mib(small), shard_peak_rss_mib(large)
-    print(f"peak RSS of one shard: {rss_small:.0f} MiB at {small:,} paths, "
-          f"{rss_large:.0f} MiB at {large:,} paths")
-    path = write_result("engine", {
-        "benchmark": "engine",
-        "command": "python benchmarks/engine.py " + " ".join(sys.argv[1:]),
-        "kernel_rate_1_thread": one_thread,
-        "runs": rows,
-        "peak_rss_mib": {str(small): rss_small, str(large): rss_large},
-    })
+    print(
+        f"peak RSS of one shard: {rss_small:.0f} MiB at {small:,} paths, "
+        f"{rss_large:.0f} MiB at {large:,} paths"
+    )
+    path = write_result(
+        "engine",
+        {
+            "benchmark": "engine",
+            "command": "python benchmarks/engine.py " + " ".join(sys.argv[1:]),
+            "kernel_rate_1_thread": one_thread,
+            "runs": rows,
+            "peak_rss_mib": {str(small): rss_small, str(large): rss_large},
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -20,6 +20,7 @@ from engine.store import Store
 from tests.jobs import job_dict, write_job
 
 TESSERA = [sys.executable, "-m", "engine.cli"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(store: Path | str, executor: str = "local", shards: int = 4, **kw: Any) -> bytes:
@@ -259,7 +260,7 @@ def test_external_dask_cluster_from_its_own_cli(tmp_path: Path, reference: bytes
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, "NUMBA_NUM_THREADS": "1"},
+                    env={**os.environ, "NUMBA_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
                 )
             )
         path = write_job(tmp_path / "job.toml", job_dict(tmp_path / "store", shards=6))

@@ -1,0 +1,38 @@
+"""Numba compilation flags for every kernel: the one place to change them.
+
+Determinism comes first. The kernels must give the same bits for any shard count, any thread
+count and, as far as IEEE 754 allows, any x86-64 machine, so:
+
+* no LLVM fast-math flags at all: LLVM may then neither reorder a sum nor fuse a multiply-add
+  on its own (its choices could differ between an AVX2 and an AVX-512 host). Where a fused
+  multiply-add is wanted, ``kernels.fastmath.fma`` asks for one explicitly (``llvm.fma`` is
+  exactly rounded on every target, emulated where the CPU lacks FMA). Measured: enabling
+  ``nnan``/``ninf``/``nsz`` changed nothing in speed, so they stay off;
+* ``error_model="numpy"``: division by zero gives inf/nan instead of raising, which keeps
+  divisions free of a branch so loops vectorise;
+* elementary functions (exp, log, sin, cos) come from ``kernels.fastmath``, pure arithmetic,
+  never libm, whose results differ between libm versions and whose calls do not vectorise;
+* the lane loops vectorise without reassociation because each lane is independent: lanes are
+  summed at the end of a block in a fixed order.
+
+Numba's on-disk cache (``cache=True``) is keyed by the source file of each compiled function:
+after editing ``kernels/fastmath.py`` or ``kernels/rng.py``, delete the ``__pycache__`` folders
+under ``kernels/`` (functions inlined from those modules are not re-checked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# LLVM fast-math flags for every kernel (none: strict IEEE 754, see above).
+FASTMATH: frozenset[str] = frozenset()
+
+# Keyword arguments for every @njit in kernels/.
+NJIT: dict[str, Any] = {"cache": True, "error_model": "numpy", "fastmath": set(FASTMATH)}
+
+# Small helpers called from the lane loops: inlined by Numba itself (LLVM does not inline across
+# Numba's separately compiled functions, and a call in a loop body stops vectorisation).
+NJIT_INLINE: dict[str, Any] = {**NJIT, "inline": "always"}
+
+# Parallel kernels (prange over blocks of paths).
+NJIT_PARALLEL: dict[str, Any] = {**NJIT, "parallel": True}

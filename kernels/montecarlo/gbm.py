@@ -1,0 +1,220 @@
+"""The ``montecarlo.gbm`` kernel: European, Asian and barrier options under risk-neutral GBM.
+
+Output: one float64 array ``sums`` of shape ``(n_blocks, N_STATS)``, a row per block of
+``BLOCK_SAMPLES`` samples (see :mod:`kernels.montecarlo.cpu` for the columns). Shard ``i``
+computes the blocks ``bounds[i] .. bounds[i+1]`` (whole chunks from ``split_rows``) and
+``reduce`` adds the rows column by column with ``math.fsum`` (exactly rounded, so independent of
+any order). A block's row is a pure function of (params, seed, block), hence the answer is
+bit-identical for every shard count, thread count and executor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numba
+import numpy as np
+
+from kernels import fastmath
+from kernels.base import ArraySpec, Layout, ParamError, split_rows
+from kernels.montecarlo import closed_form
+from kernels.montecarlo.cpu import (
+    BLOCK_SAMPLES,
+    COL_COUNT,
+    COL_CROSS,
+    LANES,
+    N_STATS,
+    NO_BARRIER,
+    col_sum,
+    col_sumsq,
+    simulate_blocks,
+)
+from kernels.montecarlo.params import Params, parse, to_dict
+from kernels.rng import seed_key
+
+ARRAY = "sums"
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+# Default shard size: about 2**30 path-steps (1-2 s of one core at the measured throughput).
+DEFAULT_SHARD_WORK = 2**30
+# Per block in flight: 8 lane-state arrays, 8 scratch rows (z), 11 accumulators, LANES wide.
+_LANE_STATE_BYTES = (8 + 8 + 11) * LANES * 8
+
+
+def n_blocks(params: Params) -> int:
+    """Number of blocks (rows of ``sums``) of a job: ceil(samples / BLOCK_SAMPLES)."""
+    return -(-params.samples // BLOCK_SAMPLES)
+
+
+def _paths_per_sample(params: Params) -> int:
+    return 2 if params.antithetic else 1
+
+
+def _block_paths(params: Params, start: int, stop: int) -> int:
+    """Paths simulated by blocks ``start .. stop`` (the last block may be partial)."""
+    samples = min(stop * BLOCK_SAMPLES, params.samples) - start * BLOCK_SAMPLES
+    return max(samples, 0) * _paths_per_sample(params)
+
+
+def _constants(params: Params) -> tuple[float, float, float, float, float, float]:
+    """x0 = log spot, drift and vol per step, log barrier, strike, discount factor.
+
+    Logs and exps come from :mod:`kernels.fastmath` so that the bits do not depend on libm.
+    """
+    dt = params.maturity / params.steps
+    x0 = float(fastmath.log(params.spot))
+    drift = (params.rate - 0.5 * params.volatility * params.volatility) * dt
+    vol = params.volatility * math.sqrt(dt)
+    log_barrier = NO_BARRIER if params.barrier is None else float(fastmath.log(params.barrier))
+    disc = float(fastmath.exp(-params.rate * params.maturity))
+    return x0, drift, vol, log_barrier, params.strike, disc
+
+
+def _mean_se(n: float, s: float, ss: float) -> tuple[float, float]:
+    mean = s / n
+    var = max(ss - s * mean, 0.0) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _control_variate(
+    n: float, sy: float, syy: float, sx: float, sxx: float, sxy: float, mu_x: float
+) -> tuple[float, float, float]:
+    """Regression estimate of E[Y] with control X of known mean ``mu_x``: (price, stderr, beta).
+
+    beta = Sxy / Sxx from the same samples (centred sums); the standard error is the OLS one of
+    the fitted line at x = mu_x, s * sqrt(1/n + (mean_x - mu_x)**2 / Sxx), with the residual
+    variance s**2 on n - 2 degrees of freedom, so the estimation of beta is accounted for.
+    """
+    mean_y, mean_x = sy / n, sx / n
+    cxx = max(sxx - sx * mean_x, 0.0)
+    cyy = max(syy - sy * mean_y, 0.0)
+    cxy = sxy - sx * mean_y
+    if cxx <= 0.0 or n < 3:
+        return mean_y, math.sqrt(cyy / (n - 1) / n), 0.0
+    beta = cxy / cxx
+    price = mean_y - beta * (mean_x - mu_x)
+    resid = max(cyy - beta * cxy, 0.0) / (n - 2)
+    se = math.sqrt(resid * (1.0 / n + (mean_x - mu_x) ** 2 / cxx))
+    return price, se, beta
+
+
+class GbmKernel:
+    """``montecarlo.gbm``: see DESIGN.md, "Kernels", and :mod:`kernels.montecarlo.params`."""
+
+    name = "montecarlo.gbm"
+    work_unit = "path-steps"
+
+    def parse_params(self, raw: Mapping[str, Any]) -> Params:
+        """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
+        return parse(raw)
+
+    def params_to_dict(self, params: Params) -> dict[str, Any]:
+        """Canonical params: every key, defaults filled in (``barrier`` only when given)."""
+        return to_dict(params)
+
+    def shards_for_size(self, params: Params, shard_size: int) -> int:
+        """Shards when each holds ``shard_size`` paths (rounded up to whole blocks of
+        ``BLOCK_SAMPLES`` samples). Raises ``ParamError`` for ``shard_size < 1``."""
+        if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+            raise ParamError("shard_size", f"expected a number of paths >= 1, got {shard_size!r}")
+        samples = max(shard_size // _paths_per_sample(params), 1)
+        blocks_per_shard = -(-samples // BLOCK_SAMPLES)
+        return -(-n_blocks(params) // blocks_per_shard)
+
+    def default_shards(self, params: Params) -> int:
+        """About ``DEFAULT_SHARD_WORK`` path-steps per shard, at most one shard per block."""
+        work = params.paths * params.steps
+        return max(1, min(n_blocks(params), -(-work // DEFAULT_SHARD_WORK)))
+
+    def layout(self, params: Params, n_shards: int) -> Layout:
+        """One array ``sums`` (n_blocks, N_STATS) float64, cut by ``split_rows`` (a shard may
+        get several blocks; asking for more shards than blocks gives one block per shard)."""
+        rows = n_blocks(params)
+        chunk, bounds = split_rows(rows, n_shards)
+        work = tuple(
+            _block_paths(params, a, b) * params.steps for a, b in zip(bounds[:-1], bounds[1:])
+        )
+        return Layout(
+            arrays=(ArraySpec(ARRAY, (rows, N_STATS), "float64", (chunk, N_STATS)),),
+            bounds=(bounds,),
+            shard_work=work,
+            work_unit=self.work_unit,
+        )
+
+    def compute(
+        self, params: Params, seed: int, layout: Layout, shard: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Rows ``bounds[shard] .. bounds[shard+1]`` of ``sums``, and stats
+        ``{"blocks", "paths", "path_steps"}``. Raises ``ValueError`` for a shard index out of
+        range, a layout of another job, or a seed outside [0, 2**64)."""
+        if not 0 <= shard < layout.n_shards:
+            raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
+        spec = layout.arrays[0]
+        if spec.name != ARRAY or spec.shape != (n_blocks(params), N_STATS):
+            raise ValueError(
+                f"layout array {spec.name} {spec.shape} does not match these params "
+                f"({ARRAY} {(n_blocks(params), N_STATS)})"
+            )
+        k0, k1 = seed_key(seed)
+        start, stop = layout.region(shard)[ARRAY]
+        arith = "asian_arithmetic_call" in params.products
+        consts = np.array(_constants(params), dtype=np.float64)
+        key = np.array([k0, k1], dtype=np.uint64)
+        rows = simulate_blocks(
+            start, stop, params.samples, params.steps, consts, key, params.antithetic, arith
+        )
+        paths = _block_paths(params, start, stop)
+        stats = {"blocks": stop - start, "paths": paths, "path_steps": paths * params.steps}
+        return {ARRAY: rows}, stats
+
+    def reduce(self, params: Params, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Prices, standard errors and 95% intervals of the requested products, in the order
+        the job lists them, plus ``paths``. Columns are summed with ``math.fsum``. Raises
+        ``ValueError`` when the sums do not cover every sample (a missing or foreign shard)."""
+        rows = np.asarray(arrays[ARRAY], dtype=np.float64)
+        if rows.shape != (n_blocks(params), N_STATS):
+            raise ValueError(
+                f"{ARRAY} has shape {rows.shape}, expected {(n_blocks(params), N_STATS)}"
+            )
+        tot = [math.fsum(rows[:, c].tolist()) for c in range(N_STATS)]
+        n = tot[COL_COUNT]
+        if n != params.samples:
+            raise ValueError(f"{ARRAY} covers {n:.0f} samples, expected {params.samples}")
+        products: dict[str, dict[str, Any]] = {}
+        extra: dict[str, Any] = {}
+        for name in params.products:
+            s, ss = tot[col_sum(name)], tot[col_sumsq(name)]
+            price, se = _mean_se(n, s, ss)
+            if name == "asian_arithmetic_call" and params.control_variate:
+                g = "asian_geometric_call"
+                mu = closed_form.geometric_asian_call(
+                    params.spot,
+                    params.strike,
+                    params.rate,
+                    params.volatility,
+                    params.maturity,
+                    params.steps,
+                )
+                plain_se = se
+                price, se, beta = _control_variate(
+                    n, s, ss, tot[col_sum(g)], tot[col_sumsq(g)], tot[COL_CROSS], mu
+                )
+                extra["control_variate"] = {"beta": beta, "stderr_without": plain_se}
+            products[name] = {
+                "price": price,
+                "stderr": se,
+                "ci95": [price - Z95 * se, price + Z95 * se],
+            }
+        return {"products": products, "paths": params.paths, **extra}
+
+    def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
+        """Projected peak bytes of one shard beyond the interpreter and compiled code: the lane
+        state of one block per Numba thread, plus the shard's rows twice (the result and the
+        copy the store encodes). Independent of ``paths`` for a fixed number of rows."""
+        start, stop = layout.region(shard)[ARRAY]
+        rows_bytes = (stop - start) * N_STATS * 8
+        return _LANE_STATE_BYTES * numba.config.NUMBA_NUM_THREADS + 2 * rows_bytes
+
+
+KERNEL = GbmKernel()

@@ -1,0 +1,219 @@
+"""Parameters of ``montecarlo.gbm``: validation of the job's ``[params]`` table.
+
+Every error is a ``ParamError`` naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kernels.base import ParamError
+
+PRODUCTS: tuple[str, ...] = (
+    "european_call",
+    "european_put",
+    "asian_arithmetic_call",
+    "asian_geometric_call",
+    "barrier_up_out_call",
+)
+BARRIER_PRODUCTS: frozenset[str] = frozenset({"barrier_up_out_call"})
+DEFAULT_PRODUCTS: tuple[str, ...] = ("european_call", "european_put")
+
+MAX_PATHS = 2**53  # sample counts stay exact in float64 sums
+MAX_STEPS = 100_000
+
+KEYS: tuple[str, ...] = (
+    "paths",
+    "steps",
+    "spot",
+    "strike",
+    "rate",
+    "volatility",
+    "maturity",
+    "products",
+    "barrier",
+    "antithetic",
+    "control_variate",
+)
+REQUIRED: tuple[str, ...] = ("paths", "steps", "spot", "strike", "rate", "volatility", "maturity")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Validated GBM parameters (risk-neutral measure).
+
+    ``paths`` simulated paths of ``steps`` equal time steps to ``maturity`` (years); ``spot``,
+    ``strike`` and ``barrier`` in currency units; ``rate`` and ``volatility`` per year
+    (continuously compounded rate, lognormal volatility). Asian averages and barrier checks use
+    the fixings t_i = i * maturity / steps, i = 1..steps (the spot is not a fixing). With
+    ``antithetic`` a sample is a pair of paths driven by z and -z, so there are paths / 2
+    samples; ``control_variate`` adjusts the arithmetic Asian by the geometric Asian's closed
+    form.
+    """
+
+    paths: int
+    steps: int
+    spot: float
+    strike: float
+    rate: float
+    volatility: float
+    maturity: float
+    products: tuple[str, ...] = DEFAULT_PRODUCTS
+    barrier: float | None = None
+    antithetic: bool = True
+    control_variate: bool = True
+
+    @property
+    def samples(self) -> int:
+        """Independent samples: paths, or path pairs with ``antithetic``."""
+        return self.paths // 2 if self.antithetic else self.paths
+
+
+def _suggest(word: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _int(raw: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(key, f"expected an integer in [{lo}, {hi}], got {value!r}")
+    if not lo <= value <= hi:
+        raise ParamError(key, f"expected an integer in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+def _float(raw: Mapping[str, Any], key: str) -> float:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamError(key, f"expected a number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ParamError(key, f"expected a finite number, got {value!r}")
+    return out
+
+
+def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ParamError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def _products(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    value = raw.get("products", list(DEFAULT_PRODUCTS))
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ParamError("products", f"expected a list of product names, got {value!r}")
+    if not value:
+        raise ParamError("products", f"expected at least one of {', '.join(PRODUCTS)}")
+    seen: list[str] = []
+    for name in value:
+        if not isinstance(name, str):
+            raise ParamError("products", f"expected product names (strings), got {name!r}")
+        if name not in PRODUCTS:
+            raise ParamError(
+                "products",
+                f"unknown product {name!r}{_suggest(name, PRODUCTS)} "
+                f"(expected names from {', '.join(PRODUCTS)})",
+            )
+        if name in seen:
+            raise ParamError("products", f"{name!r} is listed twice")
+        seen.append(name)
+    return tuple(seen)
+
+
+def parse(raw: Mapping[str, Any]) -> Params:
+    """Validate a job's ``[params]`` mapping into :class:`Params`.
+
+    Raises ``ParamError(key, message)`` for an unknown key (suggesting a close match), a
+    missing required key, a wrong type (a bool is not a number; an int is accepted for a
+    float) or a value out of range; the message names the value and what was expected.
+    """
+    if not isinstance(raw, Mapping):
+        raise ParamError("params", f"expected a table of parameters, got {type(raw).__name__}")
+    for key in raw:
+        if key not in KEYS:
+            known = ", ".join(KEYS)
+            raise ParamError(
+                str(key),
+                f"unknown parameter{_suggest(str(key), KEYS)} (montecarlo.gbm takes {known})",
+            )
+    for key in REQUIRED:
+        if key not in raw:
+            raise ParamError(key, "is required")
+
+    paths = _int(raw, "paths", 2, MAX_PATHS)
+    steps = _int(raw, "steps", 1, MAX_STEPS)
+    spot = _float(raw, "spot")
+    if spot <= 0:
+        raise ParamError("spot", f"expected a price > 0, got {spot!r}")
+    strike = _float(raw, "strike")
+    if strike <= 0:
+        raise ParamError("strike", f"expected a price > 0, got {strike!r}")
+    rate = _float(raw, "rate")
+    if abs(rate) > 1:
+        raise ParamError("rate", f"expected a rate per year in [-1, 1], got {rate!r}")
+    volatility = _float(raw, "volatility")
+    if not 0 < volatility <= 5:
+        raise ParamError("volatility", f"expected 0 < volatility <= 5 per year, got {volatility!r}")
+    maturity = _float(raw, "maturity")
+    if not 0 < maturity <= 100:
+        raise ParamError("maturity", f"expected 0 < maturity <= 100 years, got {maturity!r}")
+    products = _products(raw)
+
+    barrier: float | None = None
+    wants_barrier = any(p in BARRIER_PRODUCTS for p in products)
+    if "barrier" in raw:
+        barrier = _float(raw, "barrier")
+        if barrier <= spot:
+            raise ParamError("barrier", f"expected a barrier above spot {spot!r}, got {barrier!r}")
+    elif wants_barrier:
+        raise ParamError("barrier", "is required by barrier_up_out_call (a level above spot)")
+
+    antithetic = _bool(raw, "antithetic", True)
+    if antithetic and (paths % 2 or paths < 4):
+        raise ParamError(
+            "paths",
+            f"expected an even number >= 4 (two antithetic pairs) with antithetic = true, "
+            f"got {paths}",
+        )
+    control_variate = _bool(raw, "control_variate", True)
+    return Params(
+        paths=paths,
+        steps=steps,
+        spot=spot,
+        strike=strike,
+        rate=rate,
+        volatility=volatility,
+        maturity=maturity,
+        products=products,
+        barrier=barrier,
+        antithetic=antithetic,
+        control_variate=control_variate,
+    )
+
+
+def to_dict(params: Params) -> dict[str, Any]:
+    """The canonical JSON-serialisable form: defaults filled in, floats as float.
+
+    ``barrier`` is present only when it was given, so ``parse(to_dict(p)) == p``.
+    """
+    out: dict[str, Any] = {
+        "paths": params.paths,
+        "steps": params.steps,
+        "spot": float(params.spot),
+        "strike": float(params.strike),
+        "rate": float(params.rate),
+        "volatility": float(params.volatility),
+        "maturity": float(params.maturity),
+        "products": list(params.products),
+        "antithetic": params.antithetic,
+        "control_variate": params.control_variate,
+    }
+    if params.barrier is not None:
+        out["barrier"] = float(params.barrier)
+    return out
