@@ -45,10 +45,21 @@ def git_revision() -> str:
         return "unknown"
 
 
+def simd() -> str:
+    """The widest x86 vector extension the CPU reports: avx512f, avx2 or ''."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return "avx512f" if " avx512f" in text else ("avx2" if " avx2" in text else "")
+
+
 def machine() -> dict[str, Any]:
     """Machine description stored with every result."""
+    import llvmlite.binding
+
     versions = {}
-    for package in ("numpy", "numba", "dask", "distributed", "zarr", "tessera"):
+    for package in ("numpy", "numba", "llvmlite", "dask", "distributed", "zarr", "tessera"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -59,6 +70,8 @@ def machine() -> dict[str, Any]:
         "host": platform.node(),
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
+        "simd": simd(),
+        "llvm_cpu": llvmlite.binding.get_host_cpu_name(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,

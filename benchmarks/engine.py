@@ -125,7 +125,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--shards", type=int, default=12)
+    parser.add_argument("--shards", type=int, default=24)
     parser.add_argument("--shard-seconds", type=float, nargs="+", default=[1.0, 4.0])
     args = parser.parse_args()
 

@@ -11,11 +11,9 @@ cache, and writes everything to ``benchmarks/results/montecarlo.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,11 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-import llvmlite  # noqa: E402
-import llvmlite.binding  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.common import machine  # noqa: E402
 from kernels.montecarlo import closed_form  # noqa: E402
 from kernels.montecarlo.gbm import KERNEL  # noqa: E402
 
@@ -174,42 +171,6 @@ def first_call_seconds(raw: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = "avx512f" if " avx512f" in text else ("avx2" if " avx2" in text else "")
-    except OSError:
-        pass
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        rev = ""
-    return {
-        "cpu": cpu,
-        "simd": flags,
-        "llvm_cpu": numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name(),
-        "logical_cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "llvmlite": llvmlite.__version__,
-        "git_rev": rev or "uncommitted",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--paths", type=int, default=2**21)
@@ -223,7 +184,10 @@ def main() -> None:
     threads = [t for t in threads if t <= numba.config.NUMBA_NUM_THREADS]
 
     info = machine()
-    print(f"{info['cpu']} ({info['simd']}, {info['logical_cpus']} CPUs), numba {info['numba']}")
+    print(
+        f"{info['cpu_model']} ({info['simd']}, {info['cores']} CPUs), "
+        f"numba {info['versions']['numba']}"
+    )
     base = base_params(args.paths, args.steps)
     first = first_call_seconds({**base, **CASES["all-products-antithetic"]})
     print(
