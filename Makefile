@@ -24,8 +24,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/montecarlo.py
+	$(PY) benchmarks/engine.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine kernels tests benchmarks

@@ -119,9 +119,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.report, indent=2, sort_keys=True))
     else:
         print(render(outcome.result, outcome.report))
+    for error in outcome.item_errors:
+        print(f"FAILED shard {error['shard']} input {error.get('input')}: {error.get('reason')}")
     if outcome.ok:
         print(f"result: {job.store}/result.json")
         return EXIT_OK
+    if outcome.item_errors and outcome.committed == outcome.n_shards:
+        print(
+            f"incomplete: {len(outcome.item_errors)} inputs failed (listed above); every "
+            f"shard committed, fix or drop those inputs",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     pending = outcome.n_shards - outcome.committed
     print(
         f"incomplete: {pending} of {outcome.n_shards} shards not committed "
@@ -133,6 +142,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from engine.plan import pending
+    from engine.run import item_errors_of
     from engine.spec import normalise_store_url
     from engine.store import Store
 
@@ -143,6 +153,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     failures = store.failures()
     attempts = store.attempts()
     todo = [i for i in pending(n, done) if i not in failures]
+    item_errors = item_errors_of(store.commit_records())
     result = store.read_json("result.json")
     if args.json:
         print(
@@ -155,7 +166,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
                     "committed": len(done),
                     "pending": todo,
                     "failed": {str(i): r.get("reason") for i, r in sorted(failures.items())},
-                    "complete": result is not None and len(done) == n,
+                    "failed_inputs": item_errors,
+                    "complete": result is not None and len(done) == n and not item_errors,
                 },
                 indent=2,
             )
@@ -174,6 +186,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if todo:
             shown = ", ".join(map(str, todo[:20])) + (" ..." if len(todo) > 20 else "")
             print(f"  pending: {shown}")
+        for error in item_errors:
+            print(
+                f"  FAILED input {error.get('input')} (shard {error['shard']}): "
+                f"{error.get('reason')}"
+            )
         retried = {i: a for i, a in attempts.items() if a > 1}
         if retried:
             print(f"  shards with more than one attempt: {len(retried)}")
@@ -184,7 +201,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(render(result, run_report))
         elif result is not None:
             print(json.dumps(result, indent=2))
-    return EXIT_OK if result is not None and len(done) == n else EXIT_FAILED
+    complete = result is not None and len(done) == n and not item_errors
+    return EXIT_OK if complete else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 from engine import report
 from engine.events import Event, Listener, RunStarted, ShardCommitted, ShardFailed
 from engine.executors import Executor
+from engine.io import StoreIO
 from engine.plan import Plan, pending, plan
 from engine.spec import Job
 from engine.store import Store
@@ -30,9 +31,11 @@ class RunOutcome:
     result: dict[str, Any] | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
+    item_errors: list[dict[str, Any]] = field(default_factory=list)
+
     @property
     def ok(self) -> bool:
-        return self.result is not None and self.committed == self.n_shards
+        return self.result is not None and self.committed == self.n_shards and not self.item_errors
 
 
 class _Collector:
@@ -83,6 +86,7 @@ def finish(
     if len(done) == job_plan.n_shards:
         result = reduce_store(job, store)
     records = store.commit_records()
+    item_errors = item_errors_of(records)
     run_report = report.build(
         job=job,
         plan=job_plan,
@@ -100,13 +104,22 @@ def finish(
         failures=failures,
         result=result,
         report=run_report,
+        item_errors=item_errors,
     )
+
+
+def item_errors_of(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-item failures (e.g. one undecodable file) recorded by committed shards, with the
+    shard index, in shard order."""
+    return [
+        {"shard": i, **error} for i in sorted(records) for error in records[i].get("errors", [])
+    ]
 
 
 def reduce_store(job: Job, store: Store) -> dict[str, Any]:
     """Reduce the complete arrays and write ``result.json``: the answer and what determines it
     (kernel, params, seed), nothing about how it ran, so its bytes never depend on the run."""
-    answer = job.kernel.reduce(job.params, job.seed, store.read_arrays())
+    answer = job.kernel.reduce(job.params, job.seed, store.read_arrays(), io=StoreIO(store))
     result = {"kernel": job.kernel_name, "params": job.params_dict(), "seed": job.seed, **answer}
     store.write_json("result.json", result_text(result))
     return result

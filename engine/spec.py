@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from engine.errors import SpecError
+from engine.io import Inputs
 from kernels import registry
-from kernels.base import Kernel, ParamError
+from kernels.base import Kernel, Layout, ParamError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -211,6 +212,7 @@ def from_dict(
     params_raw = _section(data, "params")
     try:
         params = kernel.parse_params(params_raw)
+        params = kernel.prepare(params, Inputs())
     except ParamError as exc:
         raise SpecError(f"params.{exc.key}", exc.message) from None
 
@@ -223,7 +225,8 @@ def from_dict(
             raise SpecError("job.shard_size", exc.message) from None
     else:
         requested = kernel.default_shards(params)
-    n_shards = kernel.layout(params, requested).n_shards
+    layout = kernel.layout(params, requested)
+    n_shards = layout.n_shards
 
     res = Resources(
         vcpus=_get(resources, "resources", "vcpus", float, lo=0.25, hi=256.0, default=1.0),
@@ -232,6 +235,7 @@ def from_dict(
         ),
         gpus=_get(resources, "resources", "gpus", int, lo=0, hi=16, default=0),
     )
+    check_memory(kernel, params, layout, res.memory_mib)
     attempts = _get(retry, "retry", "attempts", int, lo=1, hi=10, default=3)
     tags = _tags(_section(data, "tags"))
     return Job(
@@ -249,6 +253,27 @@ def from_dict(
         tags=tags,
         n_shards=n_shards,
     )
+
+
+# What a worker process holds before any shard: the interpreter, NumPy, Numba, Zarr (measured
+# ~210 MiB peak RSS in benchmarks/engine.py), rounded up.
+PROCESS_BASE_MIB = 256
+
+
+def check_memory(kernel: Kernel, params: Any, layout: Layout, memory_mib: int) -> None:
+    """Refuse, before any work, a job whose largest shard is projected to need more memory than
+    ``resources.memory_mib`` (kernel projection plus ``PROCESS_BASE_MIB``)."""
+    peak, worst = max(
+        (kernel.shard_memory_bytes(params, layout, i), i) for i in range(layout.n_shards)
+    )
+    need_mib = PROCESS_BASE_MIB + math.ceil(peak / 2**20)
+    if need_mib > memory_mib:
+        raise SpecError(
+            "resources.memory_mib",
+            f"shard {worst} is projected to need {need_mib:,} MiB ({peak / 2**20:,.0f} MiB of "
+            f"kernel data + {PROCESS_BASE_MIB} MiB for the process), more than memory_mib = "
+            f"{memory_mib:,}; raise resources.memory_mib or use more, smaller shards",
+        )
 
 
 def normalise_store_url(url: str) -> str:

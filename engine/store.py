@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ import zarr.storage
 from engine import __version__
 from engine.config import storage_options
 from engine.errors import StoreError, StoreMismatchError
+from engine.io import write_bytes
 from engine.plan import Plan
 from engine.spec import Job
 
@@ -92,9 +92,18 @@ class Store:
         group = zarr.open_group(
             _zarr_store(job.store, read_only=False), mode="w", attributes=attrs, zarr_format=3
         )
+        for group_spec in plan.layout.groups:
+            group.create_group(group_spec.name, attributes=dict(group_spec.attributes))
         for spec in plan.layout.arrays:
             group.create_array(
-                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, fill_value=0
+                spec.name,
+                shape=spec.shape,
+                dtype=spec.dtype,
+                chunks=spec.chunks,
+                shards=spec.shards,
+                dimension_names=spec.dimension_names,
+                attributes=dict(spec.attributes or {}),
+                fill_value=spec.fill_value,
             )
         log.info("created store %s for job %s (spec %s)", job.store, job.name, job.spec_hash[:12])
         return cls(job.store, group, fs, root)
@@ -131,8 +140,16 @@ class Store:
     def write_shard(self, plan: Plan, shard: int, arrays: Mapping[str, np.ndarray]) -> int:
         """Write shard ``shard``'s rows of every output array; returns the bytes written."""
         region = plan.layout.region(shard)
+        unknown = set(arrays) - set(region)
+        if unknown:
+            raise StoreError(
+                f"shard {shard}: kernel returned arrays {sorted(unknown)} that the "
+                f"layout does not cut into rows"
+            )
         nbytes = 0
         for spec in plan.layout.arrays:
+            if spec.name not in region:
+                continue  # written by the kernel itself through ShardIO
             start, stop = region[spec.name]
             data = arrays.get(spec.name)
             if data is None:
@@ -193,10 +210,10 @@ class Store:
                 counts[int(head)] = max(counts.get(int(head), 0), int(tail))
         return counts
 
-    def read_arrays(self) -> dict[str, np.ndarray]:
-        """Every output array, whole, as NumPy arrays (for ``reduce``)."""
+    def read_arrays(self) -> dict[str, Any]:
+        """Every output array by name, lazily: Zarr arrays whose slices read (for ``reduce``)."""
         names = [a["name"] for a in self.meta["plan"]["arrays"]]
-        return {name: np.asarray(self.group[name][...]) for name in names}  # type: ignore[index]
+        return {name: self.group[name] for name in names}
 
     # -- result and report -----------------------------------------------------------------
 
@@ -215,22 +232,11 @@ class Store:
         return f"{self.root}/{key}"
 
     def _write_text(self, key: str, text: str) -> None:
-        path = self._path(key)
+        # A temporary name and a rename on disk, one PUT on S3: a reader never sees half a file.
         if self._local:
-            # Write to a temporary name and rename, so a reader never sees half a record.
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            write_bytes(self._path(key), text.encode())
         else:
-            self.fs.pipe_file(path, text.encode())  # one PUT: atomic on S3
+            self.fs.pipe_file(self._path(key), text.encode())
 
     def _read_text(self, key: str) -> str | None:
         try:

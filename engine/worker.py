@@ -16,6 +16,7 @@ from engine import faults
 from engine.config import settings
 from engine.errors import ShardInterrupted
 from engine.events import ShardCommitted, ShardFailed
+from engine.io import StoreIO
 from engine.plan import Plan, plan
 from engine.spec import Job
 from engine.store import Store
@@ -92,7 +93,9 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
             raise faults.InjectedError(f"injected fault on attempt {attempt}")
         if fault == "exit":
             faults.exit_now()
-        arrays, stats = job.kernel.compute(job.params, job.seed, job_plan.layout, index)
+        arrays, stats = job.kernel.compute(
+            job.params, job.seed, job_plan.layout, index, io=StoreIO(store)
+        )
     except Exception as exc:  # a kernel error fails this shard only
         reason = f"{type(exc).__name__}: {exc}"
         store.record_failure(
@@ -125,7 +128,8 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
         "work": job_plan.layout.shard_work[index],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "spec_hash": job.spec_hash,
-        "stats": stats,
+        "stats": {k: v for k, v in stats.items() if k != "errors"},
+        "errors": list(stats.get("errors", [])),
     }
     store.commit(index, record)
     log.debug("job %s shard %d/%d committed in %.3f s", job.name, index, job_plan.n_shards, seconds)

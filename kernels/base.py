@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -29,30 +29,50 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """One output array: its name, shape, dtype and chunk shape (shards own whole chunks)."""
+    """One output array: its name (a path in the store, e.g. ``image/0``), shape, dtype and chunk
+    shape (shards own whole chunks). ``shards`` is the Zarr v3 sharding shape (chunks stored
+    together in one object; a multiple of ``chunks``), ``dimension_names`` and ``attributes``
+    go to the array's zarr.json."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
     chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None = None
+    dimension_names: tuple[str, ...] | None = None
+    attributes: Mapping[str, Any] | None = None
+    fill_value: int | float = 0
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A Zarr group inside the store (e.g. the OME-Zarr ``image`` group) and its attributes."""
+
+    name: str
+    attributes: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Layout:
     """The output arrays of a job and how they are cut into shards.
 
-    Every array is split along axis 0: shard ``i`` owns rows ``bounds[i]:bounds[i+1]`` of every
-    array, and every bound is a multiple of that array's chunk length along axis 0 (or its end),
-    so two shards never write one chunk.
+    ``bounds`` has one entry per array. A non-empty entry cuts that array along axis 0: shard
+    ``i`` owns rows ``bounds[i]:bounds[i+1]``, every bound a multiple of the chunk length along
+    axis 0 (or the end), so two shards never write one chunk; ``compute`` returns those rows and
+    the engine writes them. An empty entry ``()`` means the kernel writes the array itself
+    through ``ShardIO.write_array`` (e.g. 2-D tiles of an image pyramid), again whole chunks
+    only, and the kernel's tests show that no two shards touch one chunk.
 
     ``work`` is the job's total work in ``work_unit`` (e.g. path-steps); ``shard_work[i]`` is
-    shard ``i``'s part of it, used for throughput and progress.
+    shard ``i``'s part of it, used for throughput and progress. ``groups`` are Zarr groups
+    created (with their attributes) before any array.
     """
 
     arrays: tuple[ArraySpec, ...]
-    bounds: tuple[tuple[int, ...], ...]  # per array: n_shards + 1 row offsets
+    bounds: tuple[tuple[int, ...], ...]  # per array: n_shards + 1 row offsets, or ()
     shard_work: tuple[int, ...]
     work_unit: str
+    groups: tuple[GroupSpec, ...] = ()
 
     @property
     def n_shards(self) -> int:
@@ -63,8 +83,40 @@ class Layout:
         return sum(self.shard_work)
 
     def region(self, shard: int) -> dict[str, tuple[int, int]]:
-        """Rows ``(start, stop)`` along axis 0 of each array that ``shard`` owns."""
-        return {a.name: (b[shard], b[shard + 1]) for a, b in zip(self.arrays, self.bounds)}
+        """Rows ``(start, stop)`` along axis 0 of each row-cut array that ``shard`` owns."""
+        return {a.name: (b[shard], b[shard + 1]) for a, b in zip(self.arrays, self.bounds) if b}
+
+
+class InputIO(Protocol):
+    """Reading inputs, lent by the engine (kernels import no fsspec): paths, file:// and s3://."""
+
+    def open_input(self, url: str) -> BinaryIO:
+        """A seekable binary file object for ``url``; the caller closes it. Raises
+        ``FileNotFoundError`` / ``OSError`` naming the URL."""
+
+    def list_inputs(self, pattern: str) -> list[str]:
+        """URLs matching a glob (``s3://b/frames/*.png``, ``/data/*.tif``), sorted, with the
+        scheme kept."""
+
+
+class ShardIO(InputIO, Protocol):
+    """Everything a shard (or the final reduce) may touch, lent by the engine.
+
+    ``arrays`` maps output array names to lazy array objects (slicing reads from the store).
+    Writes are complete when the call returns; the engine writes the commit record after
+    ``compute`` returns, so nothing written here counts until then.
+    """
+
+    @property
+    def arrays(self) -> Mapping[str, Any]:
+        """Output arrays by name; ``arrays[name][selection]`` reads."""
+
+    def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
+        """Write ``data`` into ``selection`` of output array ``name`` (whole chunks only)."""
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write a file: ``path`` relative to the store (``dzi/image_files/3/0_1.jpeg``), or an
+        absolute URL (``s3://b/out/x.webp``, ``/data/out/x.png``)."""
 
 
 class Kernel(Protocol):
@@ -75,6 +127,11 @@ class Kernel(Protocol):
 
     def parse_params(self, raw: Mapping[str, Any]) -> Any:
         """Validate ``[params]``; raise ``ParamError`` naming the key on bad input."""
+
+    def prepare(self, params: Any, io: InputIO) -> Any:
+        """Resolve what depends on the inputs (an image's size and pixel type, a glob's file
+        list) into new params, at validate time, before any work; ``ParamError`` on bad input.
+        Kernels without inputs return ``params`` unchanged."""
 
     def params_to_dict(self, params: Any) -> dict[str, Any]:
         """The canonical, JSON-serialisable form of validated params (defaults filled in)."""
@@ -89,12 +146,19 @@ class Kernel(Protocol):
         """The output arrays and which rows each shard owns; may use fewer shards than asked."""
 
     def compute(
-        self, params: Any, seed: int, layout: Layout, shard: int
+        self, params: Any, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Compute shard ``shard``: its rows of every array, and small JSON-able stats."""
+        """Compute shard ``shard``: its rows of every row-cut array, and small JSON-able stats.
 
-    def reduce(self, params: Any, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """The final answer from the complete arrays; JSON-serialisable and deterministic."""
+        Per-item failures that must not fail the shard (one undecodable file of many) go into
+        ``stats["errors"]`` as ``[{"input": url, "reason": text}, ...]``: the engine records
+        them, ``tessera status`` lists them and the run's exit code is non-zero."""
+
+    def reduce(
+        self, params: Any, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
+    ) -> dict[str, Any]:
+        """The final answer once every shard has committed; JSON-serialisable, deterministic.
+        ``arrays`` are lazy (slice what you need); a final step may write through ``io``."""
 
     def shard_memory_bytes(self, params: Any, layout: Layout, shard: int) -> int:
         """Projected peak memory of one shard, for plan-time checks."""

@@ -145,6 +145,7 @@ def test_relative_store_is_made_absolute(base: dict[str, Any]) -> None:
         ("resources", "vcpus", 0, "resources.vcpus"),
         ("resources", "memory_mib", 1.5, "resources.memory_mib: expected an integer"),
         ("resources", "gpus", -1, "resources.gpus"),
+        ("resources", "memory_mib", 200, "resources.memory_mib: shard 3 is projected to need 257"),
         ("resources", "cpus", 1, "resources.cpus: unknown key"),
         ("retry", "attempts", 0, "retry.attempts"),
         ("retry", "attempts", 11, "retry.attempts: 11 is out of range; expected <= 10"),

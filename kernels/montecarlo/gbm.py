@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from kernels import fastmath
-from kernels.base import ArraySpec, Layout, ParamError, split_rows
+from kernels.base import ArraySpec, InputIO, Layout, ParamError, ShardIO, split_rows
 from kernels.montecarlo import closed_form
 from kernels.montecarlo.cpu import (
     BLOCK_SAMPLES,
@@ -109,6 +109,10 @@ class GbmKernel:
         """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
         return parse(raw)
 
+    def prepare(self, params: Params, io: InputIO) -> Params:
+        """No inputs to resolve: ``params`` unchanged."""
+        return params
+
     def params_to_dict(self, params: Params) -> dict[str, Any]:
         """Canonical params: every key, defaults filled in (``barrier`` only when given)."""
         return to_dict(params)
@@ -143,7 +147,7 @@ class GbmKernel:
         )
 
     def compute(
-        self, params: Params, seed: int, layout: Layout, shard: int
+        self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Rows ``bounds[shard] .. bounds[shard+1]`` of ``sums``, and stats
         ``{"blocks", "paths", "path_steps"}``. Raises ``ValueError`` for a shard index out of
@@ -168,11 +172,13 @@ class GbmKernel:
         stats = {"blocks": stop - start, "paths": paths, "path_steps": paths * params.steps}
         return {ARRAY: rows}, stats
 
-    def reduce(self, params: Params, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    def reduce(
+        self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
+    ) -> dict[str, Any]:
         """Prices, standard errors and 95% intervals of the requested products, in the order
         the job lists them, plus ``paths``. Columns are summed with ``math.fsum``. Raises
         ``ValueError`` when the sums do not cover every sample (a missing or foreign shard)."""
-        rows = np.asarray(arrays[ARRAY], dtype=np.float64)
+        rows = np.asarray(arrays[ARRAY][...], dtype=np.float64)
         if rows.shape != (n_blocks(params), N_STATS):
             raise ValueError(
                 f"{ARRAY} has shape {rows.shape}, expected {(n_blocks(params), N_STATS)}"

@@ -1,0 +1,101 @@
+"""The I/O the engine lends to kernels (kernels import no fsspec): inputs anywhere fsspec reaches,
+outputs into the store or to absolute URLs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import fsspec
+import numpy as np
+
+from engine.config import storage_options
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+class Inputs:
+    """``kernels.base.InputIO``: open and list inputs on local disk, file:// or s3://."""
+
+    def open_input(self, url: str) -> BinaryIO:
+        """A seekable binary file for ``url``; the caller closes it."""
+        if _is_local(url):
+            return open(url.removeprefix("file://"), "rb")
+        fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+        handle: BinaryIO = fs.open(path, "rb")
+        return handle
+
+    def list_inputs(self, pattern: str) -> list[str]:
+        """URLs matching the glob ``pattern``, sorted, keeping the scheme."""
+        if _is_local(pattern):
+            fs = fsspec.filesystem("file")
+            return sorted(fs.glob(pattern.removeprefix("file://")))
+        fs, path = fsspec.core.url_to_fs(pattern, **storage_options(pattern))
+        fs.invalidate_cache()
+        protocol = pattern.split("://", 1)[0]
+        return sorted(f"{protocol}://{p}" for p in fs.glob(path))
+
+
+class StoreIO(Inputs):
+    """``kernels.base.ShardIO`` over an opened store: lazy output arrays, array and file writes."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    @property
+    def arrays(self) -> Mapping[str, Any]:
+        """Output arrays by name (lazy Zarr arrays: slicing reads)."""
+        return _LazyArrays(self._store.group)
+
+    def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
+        """Write ``data`` into ``selection`` of the output array ``name``."""
+        self._store.group[name][selection] = data
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` in the store, or to an absolute URL / path."""
+        if "://" in path or os.path.isabs(path):
+            write_bytes(path, data)
+        else:
+            write_bytes(f"{self._store.url}/{path}", data)
+
+
+class _LazyArrays(Mapping[str, Any]):
+    def __init__(self, group: Any) -> None:
+        self._group = group
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._group[name]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Any:
+        return iter(name for name, _ in self._group.arrays())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._group.arrays())
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` to a path or URL atomically: temporary name and rename on local disk, one
+    PUT on object stores. Parent folders are created."""
+    if _is_local(url):
+        path = url.removeprefix("file://")
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+    fs.pipe_file(path, data)
