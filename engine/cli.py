@@ -63,12 +63,21 @@ def _parser() -> argparse.ArgumentParser:
         help="Dask scheduler address (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
     )
     run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
+    run.add_argument("--budget", type=float, help="override job.budget_usd (USD)")
+    run.add_argument("--prices", help="price file extending the catalogue (or TESSERA_PRICES)")
+    run.add_argument(
+        "--price-basis",
+        help="what a budget is compared against: on-demand, spot, "
+        "fargate, fargate-spot or TYPE:spot|on-demand (default on-demand: the "
+        "cheapest on-demand type that holds a shard; or TESSERA_PRICE_BASIS)",
+    )
     run.add_argument("--json", action="store_true", help="print report.json instead of a table")
     run.set_defaults(func=_cmd_run)
 
     status = sub.add_parser("status", help="show a store's shards, failures and result")
     status.add_argument("store", help="store location (path, file://, s3://)")
     status.add_argument("--json", action="store_true", help="print machine-readable status")
+    status.add_argument("--prices", help="price file extending the catalogue (or TESSERA_PRICES)")
     status.set_defaults(func=_cmd_status)
 
     validate = sub.add_parser("validate", help="check a job file before any work")
@@ -94,7 +103,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine import executors
+    from engine import cost, executors
     from engine.config import settings
     from engine.report import Progress, render
     from engine.run import run_job
@@ -110,9 +119,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler or env.scheduler,
         workers=args.workers or env.workers,
     )
+    if args.budget is not None and args.budget <= 0:
+        raise SpecError("--budget", f"{args.budget} is out of range; expected > 0")
+    catalogue = cost.load_catalogue(args.prices or env.prices)
     progress = Progress()
     try:
-        outcome = run_job(job, executor, progress)
+        outcome = run_job(
+            job,
+            executor,
+            progress,
+            budget_usd=args.budget,
+            catalogue=catalogue,
+            price_basis=args.price_basis or env.price_basis,
+        )
     finally:
         progress.close()
     if args.json:
@@ -131,6 +150,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    if outcome.budget_stop:
+        print(outcome.budget_stop, file=sys.stderr)
     pending = outcome.n_shards - outcome.committed
     print(
         f"incomplete: {pending} of {outcome.n_shards} shards not committed "
@@ -196,7 +217,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(f"  shards with more than one attempt: {len(retried)}")
         run_report = store.read_json("report.json")
         if run_report is not None:
-            from engine.report import render
+            from engine import cost
+            from engine.config import settings
+            from engine.report import cost_section, render
+            from engine.spec import from_dict
+
+            prices = args.prices or settings().prices
+            records = store.commit_records()
+            if prices and records:
+                job_of_store = from_dict(meta["job"])
+                run_report["cost"] = cost_section(
+                    job_of_store, records, cost.load_catalogue(prices)
+                )
 
             print(render(result, run_report))
         elif result is not None:

@@ -19,11 +19,14 @@ class Settings:
     scheduler: str | None = None  # DASK_SCHEDULER_ADDRESS (Dask's own variable)
     workers: int | None = None  # TESSERA_WORKERS: LocalCluster worker processes
     faults: str = ""  # TESSERA_FAULTS: scripted faults for tests, see engine/faults.py
+    prices: str | None = None  # TESSERA_PRICES: a price file extending engine/prices.toml
+    price_basis: str = "on-demand"  # TESSERA_PRICE_BASIS: what budgets are compared against
 
 
 def settings() -> Settings:
-    """Read ``TESSERA_EXECUTOR``, ``TESSERA_WORKERS``, ``TESSERA_FAULTS`` and
-    ``DASK_SCHEDULER_ADDRESS``. Raises ``ValueError`` naming a malformed variable."""
+    """Read ``TESSERA_EXECUTOR``, ``TESSERA_WORKERS``, ``TESSERA_FAULTS``, ``TESSERA_PRICES``,
+    ``TESSERA_PRICE_BASIS`` and ``DASK_SCHEDULER_ADDRESS``. Raises ``ValueError`` naming a
+    malformed variable."""
     workers_text = os.environ.get("TESSERA_WORKERS", "").strip()
     workers: int | None = None
     if workers_text:
@@ -38,6 +41,8 @@ def settings() -> Settings:
         scheduler=os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None,
         workers=workers,
         faults=os.environ.get("TESSERA_FAULTS", ""),
+        prices=os.environ.get("TESSERA_PRICES", "").strip() or None,
+        price_basis=os.environ.get("TESSERA_PRICE_BASIS", "").strip() or "on-demand",
     )
 
 

@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from engine import cost
+from engine.budget import usage_of
 from engine.events import Event, Message, RunStarted, ShardCommitted, ShardFailed
 from engine.plan import Plan
 from engine.spec import Job
@@ -25,6 +27,7 @@ def build(
     wall_seconds: float,
     driver_host: str,
     failures: Mapping[int, str],
+    catalogue: cost.Catalogue | None = None,
 ) -> dict[str, Any]:
     """The run report: how the job was run, never what it computed (that is result.json).
 
@@ -70,6 +73,8 @@ def build(
             "attempts_max": max((int(r.get("attempt", 1)) for r in records.values()), default=0),
         },
     }
+    if catalogue is not None and records:
+        out["cost"] = cost_section(job, records, catalogue)
     if plan.n_shards <= PER_SHARD_LIMIT:
         out["per_shard"] = [
             {
@@ -87,6 +92,46 @@ def build(
             for i in sorted(records)
         ]
     return out
+
+
+def cost_section(
+    job: Job, records: Mapping[int, Mapping[str, Any]], catalogue: cost.Catalogue
+) -> dict[str, Any]:
+    """What the committed shards would cost on every instance type and pricing model, the best
+    by work per dollar for each model, and (when not every shard is done) the projected total
+    of the whole job at the measured rate."""
+    usages = [usage_of(job, r) for r in records.values()]
+    work = sum(int(r.get("work", 0)) for r in records.values())
+    rows = cost.run_costs(usages, work, catalogue)
+    return {
+        "shards_priced": len(records),
+        "work": work,
+        "region": catalogue.region,
+        "resources": {
+            "vcpus": job.resources.vcpus,
+            "memory_mib": job.resources.memory_mib,
+            "gpus": job.resources.gpus,
+        },
+        "best": [r.to_dict() for r in cost.best(rows)],
+        "all": [r.to_dict() for r in sorted(rows, key=lambda r: (r.pricing, r.target))],
+    }
+
+
+def render_cost(section: Mapping[str, Any], unit: str) -> list[str]:
+    """The cost table: the best three options of each pricing model by work per dollar."""
+    lines = [
+        "",
+        f"cost of these {section['shards_priced']} shards ({_si(section['work'])}{unit}), "
+        f"{section['region']}, {section['resources']['vcpus']:g} vCPU / "
+        f"{section['resources']['memory_mib']} MiB a shard, best by {unit}/$:",
+        f"  {'pricing':<13} {'target':<14} {'cost':>12} {unit + '/$':>16}",
+    ]
+    for row in section["best"]:
+        lines.append(
+            f"  {row['pricing']:<13} {row['target']:<14} ${row['cost_usd']:>11.6f} "
+            f"{_si(row['work_per_usd']):>15}"
+        )
+    return lines
 
 
 def _si(value: float) -> str:
@@ -145,6 +190,8 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
         ("peak memory/shard", f"{shards['peak_rss_mib_max']} MiB (worker process peak RSS)"),
     ]
     lines.extend(f"{k:<24} {v}" for k, v in rows)
+    if "cost" in run_report:
+        lines.extend(render_cost(run_report["cost"], unit))
     for shard, reason in run_report["failed"].items():
         lines.append(f"FAILED shard {shard}: {reason}")
     return "\n".join(lines)

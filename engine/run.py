@@ -9,8 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import report
-from engine.events import Event, Listener, RunStarted, ShardCommitted, ShardFailed
+from engine import cost, report
+from engine.budget import Budget
+from engine.events import Event, Listener, Message, RunStarted, ShardCommitted, ShardFailed
 from engine.executors import Executor
 from engine.io import StoreIO
 from engine.plan import Plan, pending, plan
@@ -32,6 +33,7 @@ class RunOutcome:
     report: dict[str, Any] = field(default_factory=dict)
 
     item_errors: list[dict[str, Any]] = field(default_factory=list)
+    budget_stop: str = ""
 
     @property
     def ok(self) -> bool:
@@ -43,6 +45,7 @@ class _Collector:
 
     def __init__(self, downstream: Listener) -> None:
         self.downstream = downstream
+        self.listeners: list[Listener] = []
         self.committed: list[ShardCommitted] = []
         self.failed: dict[int, ShardFailed] = {}
 
@@ -54,28 +57,62 @@ class _Collector:
             self.failed[event.shard] = event
         elif isinstance(event, ShardFailed):
             self.failed.setdefault(event.shard, event)
+        for listener in self.listeners:
+            listener(event)
         self.downstream(event)
 
+    def also(self, listener: Listener) -> None:
+        """Pass every event to ``listener`` too."""
+        self.listeners.append(listener)
 
-def run_job(job: Job, executor: Executor, on_event: Listener) -> RunOutcome:
+
+def run_job(
+    job: Job,
+    executor: Executor,
+    on_event: Listener,
+    *,
+    budget_usd: float | None = None,
+    catalogue: cost.Catalogue | None = None,
+    price_basis: str = "on-demand",
+) -> RunOutcome:
     """Run every pending shard of ``job`` on ``executor``; reduce when all have committed.
 
-    Resuming is running again: committed shards are skipped. Raises ``StoreMismatchError`` if
-    the store belongs to another job; shard failures are reported in the outcome, not raised.
+    Resuming is running again: committed shards are skipped. ``budget_usd`` (default: the
+    job's ``budget_usd``) stops dispatching once the projected total cost on ``price_basis``
+    would exceed it. Raises ``StoreMismatchError`` if the store belongs to another job; shard
+    failures and a budget stop are reported in the outcome, not raised.
     """
     job_plan = plan(job)
     store = Store.open_for_job(job, job_plan)
+    catalogue = catalogue or cost.load_catalogue()
     todo = pending(job_plan.n_shards, store.committed())
     collector = _Collector(on_event)
+    limit = budget_usd if budget_usd is not None else job.budget_usd
+    guard = None
+    if limit is not None:
+        guard = Budget(
+            job, limit, job_plan.layout.shard_work, store.commit_records(), catalogue, price_basis
+        )
+        collector.also(guard)
     collector(RunStarted(job.name, job_plan.n_shards, len(todo), executor.name, job_plan.work_unit))
     started = time.perf_counter()
-    executor.run(job, todo, collector)
+    executor.run(job, todo, collector, admit=guard.admit if guard else None)
     wall = time.perf_counter() - started
-    return finish(job, job_plan, store, collector, executor.name, wall)
+    if guard is not None and guard.stopped is not None:
+        collector(Message(guard.message()))
+    outcome = finish(job, job_plan, store, collector, executor.name, wall, catalogue)
+    outcome.budget_stop = guard.message() if guard and guard.stopped else ""
+    return outcome
 
 
 def finish(
-    job: Job, job_plan: Plan, store: Store, collector: _Collector, executor: str, wall: float
+    job: Job,
+    job_plan: Plan,
+    store: Store,
+    collector: _Collector,
+    executor: str,
+    wall: float,
+    catalogue: cost.Catalogue,
 ) -> RunOutcome:
     """Reduce if complete, write result.json and report.json, and build the outcome."""
     done = store.committed()
@@ -96,6 +133,7 @@ def finish(
         wall_seconds=wall,
         driver_host=socket.gethostname(),
         failures=failures,
+        catalogue=catalogue,
     )
     store.write_json("report.json", json.dumps(run_report, indent=2, sort_keys=True) + "\n")
     return RunOutcome(

@@ -4,7 +4,7 @@ looked up by name and imported only when used, so ``import engine`` never import
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from engine.events import Listener
@@ -22,8 +22,16 @@ class Executor(Protocol):
 
     name: str
 
-    def run(self, job: Job, shards: Sequence[int], on_event: Listener) -> None:
-        """Run ``shards`` of ``job`` (each through ``engine.worker.run_shard``)."""
+    def run(
+        self,
+        job: Job,
+        shards: Sequence[int],
+        on_event: Listener,
+        admit: Callable[[int], bool] | None = None,
+    ) -> None:
+        """Run ``shards`` of ``job`` (each through ``engine.worker.run_shard``). Before
+        dispatching a shard, ask ``admit`` (a budget); once it says no, dispatch nothing more
+        and return when the shards already running have finished."""
 
 
 def names() -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.errors import ExecutorError
@@ -46,7 +46,13 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.workers = workers
 
-    def run(self, job: Job, shards: Sequence[int], on_event: Listener) -> None:
+    def run(
+        self,
+        job: Job,
+        shards: Sequence[int],
+        on_event: Listener,
+        admit: Callable[[int], bool] | None = None,
+    ) -> None:
         if not shards:
             return
         from distributed import as_completed
@@ -55,25 +61,46 @@ class DaskExecutor:
         try:
             on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
             prefix = f"tessera-{job.name}-{job.spec_hash[:8]}"
-            futures = {}
-            for index in shards:
-                future = client.submit(
-                    _task,
-                    job,
-                    index,
-                    key=f"{prefix}-{index}",
-                    retries=job.retry_attempts - 1,
-                    pure=False,
-                )
-                futures[future] = index
-            for future in as_completed(futures):
-                index = futures[future]
+            # A window of tasks in flight (twice the worker threads), topped up as tasks finish:
+            # the scheduler holds few tasks, and a budget can stop dispatching at any point.
+            todo = iter(shards)
+            futures: dict[Any, int] = {}
+
+            def submit_next() -> Any | None:
+                for index in todo:
+                    if admit is not None and not admit(index):
+                        return None
+                    future = client.submit(
+                        _task,
+                        job,
+                        index,
+                        key=f"{prefix}-{index}",
+                        retries=job.retry_attempts - 1,
+                        pure=False,
+                    )
+                    futures[future] = index
+                    return future
+                return None
+
+            def top_up(running: Any) -> None:
+                window = max(2, 2 * sum(client.nthreads().values()))  # workers may join later
+                while len(futures) < window:
+                    future = submit_next()
+                    if future is None:
+                        return
+                    running.add(future)
+
+            running = as_completed()
+            top_up(running)
+            for future in running:
+                index = futures.pop(future)
                 try:
                     result: ShardResult = future.result()
                 except Exception as exc:  # retries exhausted or worker lost: retryable later
                     on_event(ShardFailed(index, f"{type(exc).__name__}: {exc}", retryable=True))
-                    continue
-                on_event(result.to_event())
+                else:
+                    on_event(result.to_event())
+                top_up(running)
         finally:
             client.close()
             if cluster is not None:

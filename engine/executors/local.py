@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from engine.errors import ShardInterrupted
 from engine.events import Listener, ShardFailed, ShardStarted
@@ -19,9 +19,15 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, job: Job, shards: Sequence[int], on_event: Listener) -> None:
+    def run(
+        self,
+        job: Job,
+        shards: Sequence[int],
+        on_event: Listener,
+        admit: Callable[[int], bool] | None = None,
+    ) -> None:
         for index in shards:
-            if stop_requested.is_set():
+            if stop_requested.is_set() or (admit is not None and not admit(index)):
                 break
             for attempt in range(1, job.retry_attempts + 1):
                 on_event(ShardStarted(index, attempt))
