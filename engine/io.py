@@ -53,7 +53,7 @@ class StoreIO(Inputs):
 
     def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` into ``selection`` of the output array ``name``."""
-        self._store.group[name][selection] = data
+        self._store.array(name)[selection] = data
 
     def write_file(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` in the store, or to an absolute URL / path."""

@@ -5,7 +5,7 @@ Layout (DESIGN.md, "The store")::
     <store>/zarr.json              group; attrs["tessera"] = version, job, spec hash, plan
     <store>/<array>/...            output arrays, chunk-aligned to shards
     <store>/_shards/<i>.json       commit record of shard i, written only after its chunks
-    <store>/_attempts/<i>.<n>.json a marker per attempt of shard i (attempt numbering, forensics)
+    <store>/_attempts/<i>/<n>.json a marker per attempt of shard i (attempt numbering, forensics)
     <store>/_failures/<i>.json     the last kernel error of shard i (removed when it commits)
     <store>/result.json            the answer (deterministic)
     <store>/report.json            how it was run (timings, hosts, throughput)
@@ -47,6 +47,7 @@ class Store:
         self.fs = fs
         self.root = root.rstrip("/")
         self._local = _is_local(url)
+        self._arrays: dict[str, Any] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -160,9 +161,15 @@ class Store:
                     f"shard {shard}: array {spec.name!r} has shape {tuple(data.shape)}, "
                     f"expected {expected}"
                 )
-            self.group[spec.name][start:stop] = data  # type: ignore[index]
+            self.array(spec.name)[start:stop] = data
             nbytes += int(data.nbytes)
         return nbytes
+
+    def array(self, name: str) -> Any:
+        """The output array ``name`` (opened once per store object)."""
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
 
     def commit(self, shard: int, record: Mapping[str, Any]) -> None:
         """Write the commit record of ``shard`` (after its data), and clear any failure."""
@@ -188,26 +195,56 @@ class Store:
         return {i: r for i, r in failed.items() if i not in done}
 
     def begin_attempt(self, shard: int, info: Mapping[str, Any]) -> int:
-        """Record the start of an attempt of ``shard`` and return its number (1, 2, ...)."""
-        prefix = f"{shard}."
-        numbers = [
-            int(stem[len(prefix) :])
-            for stem in self._list_stems("_attempts")
-            if stem.startswith(prefix) and stem[len(prefix) :].isdigit()
-        ]
+        """Record the start of an attempt of ``shard`` and return its number (1, 2, ...).
+
+        The cost is in the number of attempts of this shard, not in the number of shards: on
+        disk the marker is created exclusively (two racing attempts get distinct numbers), on
+        S3 one listing of this shard's folder finds the next number."""
+        text = json.dumps(dict(info), sort_keys=True).encode()
+        if self._local:
+            folder = self._path(f"_attempts/{shard}")
+            os.makedirs(folder, exist_ok=True)
+            attempt = 1
+            while True:
+                try:
+                    fd = os.open(f"{folder}/{attempt}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    attempt += 1
+                    continue
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(text)
+                return attempt
+        numbers = [int(s) for s in self._list_stems(f"_attempts/{shard}") if s.isdigit()]
         attempt = max(numbers, default=0) + 1
-        self._write_text(
-            f"_attempts/{shard}.{attempt}.json", json.dumps(dict(info), sort_keys=True)
-        )
+        self.fs.pipe_file(self._path(f"_attempts/{shard}/{attempt}.json"), text)
         return attempt
 
     def attempts(self) -> dict[int, int]:
         """How many attempts each shard has started, by shard index."""
         counts: dict[int, int] = {}
-        for stem in self._list_stems("_attempts"):
-            head, _, tail = stem.partition(".")
-            if head.isdigit() and tail.isdigit():
-                counts[int(head)] = max(counts.get(int(head), 0), int(tail))
+        base = self._path("_attempts")
+        if self._local:
+            try:
+                shards = os.listdir(base)
+            except FileNotFoundError:
+                return {}
+            paths = [
+                f"{shard}/{name}"
+                for shard in shards
+                if shard.isdigit()
+                for name in os.listdir(f"{base}/{shard}")
+            ]
+        else:
+            self.fs.invalidate_cache(base)
+            try:
+                paths = [p[len(base.rstrip("/")) + 1 :] for p in self.fs.find(base)]
+            except FileNotFoundError:
+                return {}
+        for path in paths:
+            shard, _, name = path.partition("/")
+            number = name.removesuffix(".json")
+            if shard.isdigit() and number.isdigit():
+                counts[int(shard)] = max(counts.get(int(shard), 0), int(number))
         return counts
 
     def read_arrays(self) -> dict[str, Any]:

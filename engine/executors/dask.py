@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,16 @@ _PINNED_ENV = {
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
 }
+
+
+UNGATED_WINDOW = 4096
+
+
+def _warm(job: Job) -> None:
+    """Runs once on every worker: import the kernel module and open the job's store."""
+    from engine.worker import open_store
+
+    open_store(job)
 
 
 def _task(job: Job, index: int) -> ShardResult:
@@ -59,10 +70,14 @@ class DaskExecutor:
 
         client, cluster = self._connect()
         try:
+            # Import the kernel and open the store on every worker once, in parallel, before
+            # the first shard (a worker's first shard would otherwise pay for it).
+            client.run(_warm, job)
             on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
             prefix = f"tessera-{job.name}-{job.spec_hash[:8]}"
-            # A window of tasks in flight (twice the worker threads), topped up as tasks finish:
-            # the scheduler holds few tasks, and a budget can stop dispatching at any point.
+            # Tasks in flight are capped and topped up as tasks finish: at most UNGATED_WINDOW
+            # (the scheduler's queue stays full without holding a million tasks), or, under a
+            # budget, twice the worker threads, so dispatching can stop within one wave.
             todo = iter(shards)
             futures: dict[Any, int] = {}
 
@@ -82,24 +97,29 @@ class DaskExecutor:
                     return future
                 return None
 
+            threads = {"n": sum(client.nthreads().values()), "checked": time.monotonic()}
+
             def top_up(running: Any) -> None:
-                window = max(2, 2 * sum(client.nthreads().values()))  # workers may join later
+                if time.monotonic() - threads["checked"] > 1.0:  # workers may join later
+                    threads.update(n=sum(client.nthreads().values()), checked=time.monotonic())
+                window = UNGATED_WINDOW if admit is None else max(2, 2 * threads["n"])
                 while len(futures) < window:
                     future = submit_next()
                     if future is None:
                         return
                     running.add(future)
 
-            running = as_completed()
+            # Results are fetched by the client's event loop as tasks finish, not one blocking
+            # round trip per shard.
+            running = as_completed(with_results=True, raise_errors=False)
             top_up(running)
-            for future in running:
+            for future, result in running:
                 index = futures.pop(future)
-                try:
-                    result: ShardResult = future.result()
-                except Exception as exc:  # retries exhausted or worker lost: retryable later
-                    on_event(ShardFailed(index, f"{type(exc).__name__}: {exc}", retryable=True))
-                else:
+                if isinstance(result, ShardResult):
                     on_event(result.to_event())
+                else:  # retries exhausted or worker lost: retryable by a later run
+                    reason = f"{type(result).__name__}: {result}"
+                    on_event(ShardFailed(index, reason, retryable=True))
                 top_up(running)
         finally:
             client.close()
