@@ -78,9 +78,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, data: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the machine description; returns the path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, data: dict[str, Any], folder: Path = RESULTS) -> Path:
+    """Write ``<folder>/<name>.json`` (default benchmarks/results) with the machine description;
+    returns the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path

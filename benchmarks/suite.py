@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (CI: under 2 minutes)")
     parser.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for JSON and PNG")
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(SECTIONS)
     runners = {
@@ -368,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = (results.get("montecarlo") or {}).get("tessera_path_steps_per_s")
     dollars = per_dollar(rate) if rate else []
     ratios = speedups(results)
-    png = RESULTS / "suite.png"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    png = args.results / "suite.png"
     plot(png, dollars, ratios)
     path = write_result(
         "suite",
@@ -381,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
             "throughput_per_dollar": dollars,
             "speedups": ratios,
-            "plot": str(png.relative_to(ROOT)),
+            "plot": png.name,
         },
+        folder=args.results,
     )
     if dollars:
         top = dollars[0]

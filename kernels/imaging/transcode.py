@@ -1,0 +1,274 @@
+"""The ``imaging.transcode`` kernel: convert many image files (format, size, colour mode).
+
+``prepare`` resolves ``inputs`` (a glob, or a manifest file with one URL a line) into the sorted
+file list and reads every file's header (size and mode, no pixels) for the plan-time memory
+check; both are stored in the params, so the shard layout is fixed and hashed with the job. A
+shard is a slice of the file list. For each file it reads the bytes through the engine, decodes
+with Pillow, resizes with the Numba kernels of :mod:`kernels.imaging.resize`, converts the mode
+(:mod:`kernels.imaging.codec`), encodes with Pillow and writes the file to ``output``, keeping
+its name (its path below the inputs' common folder) and changing the extension.
+
+A file that cannot be read or decoded fails alone: it is reported in ``stats["errors"]`` and
+the shard's other files are still written. Output: two arrays of one row per file, cut by
+``split_rows`` (``bytes``: the output size, -1 for a failed file; ``sha256``: the output's
+digest), from which ``reduce`` builds a result that does not depend on the shard count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from kernels.base import ArraySpec, InputIO, Layout, ParamError, ShardIO, split_rows
+from kernels.imaging import codec
+from kernels.imaging.resize import output_size, resize
+from kernels.imaging.transcode_params import Params, output_names, parse, to_dict
+
+ARRAY_BYTES = "bytes"
+ARRAY_SHA = "sha256"
+DEFAULT_SHARD_FILES = 64  # files per shard when the job names neither shards nor shard_size
+HEADER_THREADS = 16  # concurrent header reads in prepare (S3 latency, not CPU, is the limit)
+FAILED = -1
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _join(base: str, entry: str) -> str:
+    """Resolve a manifest entry against the manifest's folder (URLs and absolute paths stay)."""
+    if "://" in entry or entry.startswith("/"):
+        return entry
+    folder = base.rsplit("/", 1)[0] if "/" in base else "."
+    return f"{folder}/{entry}"
+
+
+def _read_manifest(url: str, io: InputIO) -> list[str]:
+    try:
+        with io.open_input(url) as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ParamError(
+            "inputs", f"cannot read manifest {url}: {exc} (a glob needs * ? or [ ])"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParamError(
+            "inputs",
+            f"{url} is not a text manifest (one URL a line); for files use a glob with * ? or [ ]",
+        ) from None
+    entries = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            entries.append(_join(url, entry))
+    return entries
+
+
+def resolve_inputs(pattern: str, io: InputIO) -> tuple[str, ...]:
+    """The sorted, de-duplicated input URLs of ``inputs``: glob matches, or the manifest's lines
+    (blank lines and ``#`` comments skipped; relative entries resolved against the manifest's
+    folder). Raises ``ParamError`` naming ``inputs`` when nothing matches."""
+    files = io.list_inputs(pattern) if _is_glob(pattern) else _read_manifest(pattern, io)
+    files = sorted(set(files))
+    if not files:
+        what = "glob" if _is_glob(pattern) else "manifest"
+        raise ParamError("inputs", f"{what} {pattern!r} matched no files")
+    return tuple(files)
+
+
+def _header(url: str, io: InputIO) -> tuple[int, int, str]:
+    try:
+        with io.open_input(url) as fh:
+            return codec.read_header(fh)
+    except Exception:  # unreadable now: it fails alone at compute time, not the whole job
+        return 0, 0, ""
+
+
+def _check_pixel_types(params: Params) -> None:
+    """Refuse inputs whose header says a pixel type that cannot be transcoded (e.g. float)."""
+    bad = [
+        f"{url} ({mode})"
+        for url, (_, _, mode) in zip(params.file_list, params.header_list)
+        if mode and not codec.supported(mode)
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ParamError(
+            "inputs",
+            f"{len(bad)} of {len(params.file_list)} inputs have an unsupported pixel type: "
+            f"{shown}; expected {codec.SUPPORTED_TYPES}",
+        )
+
+
+class TranscodeKernel:
+    """``imaging.transcode``: see DESIGN.md, "Kernels", and
+    :mod:`kernels.imaging.transcode_params`."""
+
+    name = "imaging.transcode"
+    work_unit = "files"
+
+    def parse_params(self, raw: Mapping[str, Any]) -> Params:
+        """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
+        return parse(raw)
+
+    def prepare(self, params: Params, io: InputIO) -> Params:
+        """Resolve ``inputs`` to the sorted file list and read each file's header (width,
+        height, mode), unless the params already carry them (a stored job). Raises
+        ``ParamError`` naming ``inputs`` for an empty list, two inputs that would write the
+        same output file or an input of an unsupported pixel type (e.g. 32-bit float), and
+        naming ``output`` when an output would overwrite its input."""
+        files = params.files if params.files is not None else resolve_inputs(params.inputs, io)
+        params = dataclasses.replace(params, files=files)
+        output_names(params)  # raises on collisions
+        if params.headers is None:
+            if len(files) == 1:
+                headers = [_header(files[0], io)]
+            else:
+                with ThreadPoolExecutor(min(HEADER_THREADS, len(files))) as pool:
+                    headers = list(pool.map(lambda url: _header(url, io), files))
+            params = dataclasses.replace(params, headers=tuple(headers))
+        _check_pixel_types(params)
+        return params
+
+    def params_to_dict(self, params: Params) -> dict[str, Any]:
+        """Canonical params: every key, defaults filled in, the resolved files and headers."""
+        return to_dict(params)
+
+    def shards_for_size(self, params: Params, shard_size: int) -> int:
+        """Shards when each holds ``shard_size`` files. Raises ``ParamError`` for
+        ``shard_size < 1``."""
+        if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+            raise ParamError("shard_size", f"expected a number of files >= 1, got {shard_size!r}")
+        return -(-len(params.file_list) // shard_size)
+
+    def default_shards(self, params: Params) -> int:
+        """``DEFAULT_SHARD_FILES`` files per shard."""
+        return -(-len(params.file_list) // DEFAULT_SHARD_FILES)
+
+    def layout(self, params: Params, n_shards: int) -> Layout:
+        """Arrays ``bytes`` (n_files,) int64 and ``sha256`` (n_files, 32) uint8, one row per
+        file, cut by ``split_rows`` (never more shards than files)."""
+        n = len(params.file_list)
+        chunk, bounds = split_rows(n, n_shards)
+        return Layout(
+            arrays=(
+                ArraySpec(ARRAY_BYTES, (n,), "int64", (chunk,), fill_value=FAILED),
+                ArraySpec(ARRAY_SHA, (n, 32), "uint8", (chunk, 32)),
+            ),
+            bounds=(bounds, bounds),
+            shard_work=tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])),
+            work_unit=self.work_unit,
+        )
+
+    def compute(
+        self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Transcode the shard's files: rows of ``bytes`` and ``sha256``, and stats ``files``,
+        ``written``, ``failed``, ``bytes_in``, ``bytes_out``, ``pixels_in`` and ``errors``
+        (``{"input": url, "reason": text}`` per failed file). Raises ``ValueError`` without
+        ``io`` or for a shard out of range; lets output write errors through (the shard then
+        fails and reruns)."""
+        if io is None:
+            raise ValueError("imaging.transcode needs the engine's io to read and write files")
+        if not 0 <= shard < layout.n_shards:
+            raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
+        files = params.file_list
+        start, stop = layout.region(shard)[ARRAY_BYTES]
+        names = output_names(params)
+        sizes = np.full(stop - start, FAILED, dtype=np.int64)
+        digests = np.zeros((stop - start, 32), dtype=np.uint8)
+        errors: list[dict[str, str]] = []
+        stats = {"files": stop - start, "written": 0, "failed": 0, "bytes_in": 0, "bytes_out": 0}
+        pixels_in = 0
+        for row, i in enumerate(range(start, stop)):
+            url = files[i]
+            try:
+                with io.open_input(url) as fh:
+                    data = fh.read()
+            except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+                errors.append({"input": url, "reason": f"cannot read: {exc}"})
+                continue
+            try:
+                out, n_pixels = transcode_bytes(data, params)
+            except Exception as exc:  # this file fails alone
+                errors.append({"input": url, "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            io.write_file(f"{params.output}/{names[i]}", out)
+            sizes[row] = len(out)
+            digests[row] = np.frombuffer(hashlib.sha256(out).digest(), dtype=np.uint8)
+            stats["bytes_in"] += len(data)
+            stats["bytes_out"] += len(out)
+            pixels_in += n_pixels
+        stats["written"] = int(np.count_nonzero(sizes != FAILED))
+        stats["failed"] = len(errors)
+        return {ARRAY_BYTES: sizes, ARRAY_SHA: digests}, {
+            **stats,
+            "pixels_in": pixels_in,
+            "errors": errors,
+        }
+
+    def reduce(
+        self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
+    ) -> dict[str, Any]:
+        """Counts (``files``, ``written``, ``failed``), ``failed_inputs`` (URLs), total
+        ``output_bytes`` and ``sha256``: the SHA-256 of the per-file digests in file order
+        (a failed file counts as 32 zero bytes), so equal outputs give an equal result."""
+        sizes = np.asarray(arrays[ARRAY_BYTES][...], dtype=np.int64)
+        digests = np.asarray(arrays[ARRAY_SHA][...], dtype=np.uint8)
+        files = params.file_list
+        if sizes.shape != (len(files),) or digests.shape != (len(files), 32):
+            raise ValueError(
+                f"arrays have shapes {sizes.shape} and {digests.shape}, expected "
+                f"({len(files)},) and ({len(files)}, 32)"
+            )
+        ok = sizes != FAILED
+        return {
+            "files": len(files),
+            "written": int(np.count_nonzero(ok)),
+            "failed": int(np.count_nonzero(~ok)),
+            "failed_inputs": [files[i] for i in np.flatnonzero(~ok).tolist()],
+            "output": params.output,
+            "output_bytes": int(sizes[ok].sum()),
+            "sha256": hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest(),
+        }
+
+    def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
+        """Projected peak bytes of the shard's largest image (files are transcoded one at a
+        time): see :func:`kernels.imaging.codec.projected_bytes`. Files whose header could not
+        be read count as 0 (they fail at compute time)."""
+        start, stop = layout.region(shard)[ARRAY_BYTES]
+        headers = params.header_list
+        peak = 0
+        for width, height, mode in headers[start:stop]:
+            if width and height:
+                out_w, out_h = output_size(width, height, params.max_edge, params.scale)
+                peak = max(peak, codec.projected_bytes(width, height, mode, out_w, out_h))
+        return peak
+
+
+def transcode_bytes(data: bytes, params: Params) -> tuple[bytes, int]:
+    """Transcode one file's bytes as ``params`` say: decode, resize, convert, encode. Returns
+    the encoded file and the input's pixel count. Raises ``OSError`` / ``ValueError`` for what
+    cannot be decoded."""
+    img = codec.decode(data)
+    pixels, mode = img.pixels, img.mode
+    height, width = pixels.shape[:2]
+    out_w, out_h = output_size(width, height, params.max_edge, params.scale)
+    if (out_w, out_h) != (width, height):
+        alpha = mode in ("LA", "RGBA")
+        pixels = resize(pixels, out_h, out_w, params.resample, alpha=alpha)
+    target = params.mode or codec.default_mode(mode, params.format)
+    out = codec.convert(pixels, mode, target)
+    grey_in, grey_out = mode in ("L", "LA", "I;16"), target in ("L", "LA", "I;16")
+    icc = img.icc_profile if grey_in == grey_out else None
+    return codec.encode(out, target, params.format, params.quality, icc), width * height
+
+
+KERNEL = TranscodeKernel()
