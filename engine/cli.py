@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Dask scheduler address (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
     )
     run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
+    run.add_argument(
+        "--gpu-workers",
+        type=int,
+        help="LocalCluster GPU workers, one per GPU (CUDA_VISIBLE_DEVICES set for each); "
+        "with it, --workers counts CPU workers only (default none)",
+    )
     run.add_argument("--budget", type=float, help="override job.budget_usd (USD)")
     run.add_argument("--prices", help="price file extending the catalogue (or TESSERA_PRICES)")
     run.add_argument(
@@ -84,7 +90,48 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("job", help="job file (TOML or JSON)")
     validate.add_argument("--canonical", action="store_true", help="print the canonical JSON")
     validate.set_defaults(func=_cmd_validate)
+
+    bench = sub.add_parser("bench", help="run the benchmark suite (from a source checkout)")
+    bench.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
+    bench.add_argument(
+        "--only", help="comma-separated sections: montecarlo,engine,store,imaging,gpu"
+    )
+    bench.add_argument("--results", help="folder for the JSON and PNG (default benchmarks/results)")
+    bench.set_defaults(func=_cmd_bench)
+
+    view = sub.add_parser("view", help="serve a local store's Deep Zoom viewer on localhost")
+    view.add_argument("store", help="local store or folder holding .dzi output")
+    view.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    view.set_defaults(func=_cmd_view)
+    from engine.batch.cli import add_parsers  # batch render|submit|status|doctor|local, worker
+
+    add_parsers(sub)
     return parser
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from engine.viewer import serve
+
+    code: int = serve(args.store, host=args.host, port=args.port)
+    return code
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    suite = Path(__file__).resolve().parent.parent / "benchmarks" / "suite.py"
+    if not suite.exists():
+        raise TesseraError(
+            f"the benchmark suite is not installed ({suite} is missing); run `tessera bench` "
+            f"from a source checkout (pip install -e .)"
+        )
+    command = [sys.executable, str(suite)]
+    command += ["--quick"] if args.quick else []
+    command += ["--only", args.only] if args.only else []
+    command += ["--results", args.results] if args.results else []
+    return subprocess.run(command, check=False).returncode
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -112,12 +159,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SpecError("--shards", f"{args.shards} is out of range; expected >= 1")
     if args.workers is not None and args.workers < 1:
         raise SpecError("--workers", f"{args.workers} is out of range; expected >= 1")
+    if args.gpu_workers is not None and args.gpu_workers < 1:
+        raise SpecError("--gpu-workers", f"{args.gpu_workers} is out of range; expected >= 1")
     job = spec.load(args.job, overrides={"shards": args.shards, "store": args.store})
     env = settings()
     executor = executors.create(
         args.executor or env.executor,
         scheduler=args.scheduler or env.scheduler,
         workers=args.workers or env.workers,
+        gpu_workers=args.gpu_workers,
     )
     if args.budget is not None and args.budget <= 0:
         raise SpecError("--budget", f"{args.budget} is out of range; expected > 0")

@@ -57,3 +57,63 @@ def storage_options(url: str) -> dict[str, Any]:
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
     return options
+
+
+@dataclass(frozen=True)
+class BatchEnv:
+    """What AWS Batch tells a container (``tessera batch local`` sets the same variables)."""
+
+    array_index: int | None = None  # AWS_BATCH_JOB_ARRAY_INDEX (absent for a single job)
+    attempt: int | None = None  # AWS_BATCH_JOB_ATTEMPT: 1, 2, ...
+    job_id: str | None = None  # AWS_BATCH_JOB_ID
+
+
+def batch_env() -> BatchEnv:
+    """Read ``AWS_BATCH_JOB_ARRAY_INDEX``, ``AWS_BATCH_JOB_ATTEMPT`` and ``AWS_BATCH_JOB_ID``.
+    Raises ``ValueError`` naming a variable that is not a non-negative integer."""
+    return BatchEnv(
+        array_index=_int_var("AWS_BATCH_JOB_ARRAY_INDEX", lo=0),
+        attempt=_int_var("AWS_BATCH_JOB_ATTEMPT", lo=1),
+        job_id=os.environ.get("AWS_BATCH_JOB_ID", "").strip() or None,
+    )
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Defaults for ``tessera batch`` flags; the flags win."""
+
+    image: str | None = None  # TESSERA_BATCH_IMAGE
+    queue: str | None = None  # TESSERA_BATCH_QUEUE
+    definition: str | None = None  # TESSERA_BATCH_DEFINITION
+    job_role_arn: str | None = None  # TESSERA_BATCH_JOB_ROLE_ARN
+    execution_role_arn: str | None = None  # TESSERA_BATCH_EXECUTION_ROLE_ARN
+    log_group: str | None = None  # TESSERA_BATCH_LOG_GROUP
+
+
+def batch_settings() -> BatchSettings:
+    """Read the ``TESSERA_BATCH_*`` variables (unset or empty means no default)."""
+
+    def var(name: str) -> str | None:
+        return os.environ.get(name, "").strip() or None
+
+    return BatchSettings(
+        image=var("TESSERA_BATCH_IMAGE"),
+        queue=var("TESSERA_BATCH_QUEUE"),
+        definition=var("TESSERA_BATCH_DEFINITION"),
+        job_role_arn=var("TESSERA_BATCH_JOB_ROLE_ARN"),
+        execution_role_arn=var("TESSERA_BATCH_EXECUTION_ROLE_ARN"),
+        log_group=var("TESSERA_BATCH_LOG_GROUP"),
+    )
+
+
+def _int_var(name: str, lo: int) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not an integer") from None
+    if value < lo:
+        raise ValueError(f"{name}={value} must be >= {lo}")
+    return value

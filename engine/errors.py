@@ -39,3 +39,11 @@ class ShardInterrupted(TesseraError, RuntimeError):
 
 class ExecutorError(TesseraError, RuntimeError):
     """An executor could not start or reach its backend."""
+
+
+class BatchError(TesseraError, RuntimeError):
+    """AWS Batch refused a request, or a Batch submission cannot go ahead (budget, doctor)."""
+
+
+class BatchRequestError(BatchError, ValueError):
+    """A Batch request failed botocore's model or a Batch limit; it was not sent."""

@@ -94,6 +94,7 @@ def test_import_engine_pulls_in_neither_boto3_nor_distributed() -> None:
 
     code = (
         "import sys, engine, engine.spec, engine.store, engine.run, engine.executors, engine.cli;"
+        "import engine.worker_cli, engine.executors.batch, engine.batch.cli, engine.batch.local;"
         "print(sorted(m for m in ('boto3', 'distributed') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -1,0 +1,117 @@
+"""Index files: which shard each array index of a submission runs.
+
+Pending shards are cut into array jobs of at most 10,000 children, as evenly as possible (so no
+array job has a single child: Batch arrays need two or more). Each array job ``k`` gets
+``index-<k>.json``: ``{"version", "submission", "array", "spec_hash", "shards": [...]}``, where
+``shards[i]`` is the shard that array index ``i`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.batch import contract as c
+from engine.errors import SpecError
+from engine.io import Inputs
+from engine.spec import Job, from_dict, parse_text
+from engine.store import Store
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """Array index -> shard for one array job of a submission."""
+
+    submission: str
+    array: int
+    spec_hash: str
+    shards: tuple[int, ...]
+
+    def to_json(self) -> str:
+        """Canonical JSON text of the index file."""
+        return json.dumps(
+            {
+                "version": c.INDEX_VERSION,
+                "submission": self.submission,
+                "array": self.array,
+                "spec_hash": self.spec_hash,
+                "shards": list(self.shards),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    def shard_for(self, array_index: int) -> int:
+        """The shard of ``array_index``. Raises ``IndexError`` naming the array's size."""
+        if not 0 <= array_index < len(self.shards):
+            raise IndexError(
+                f"array index {array_index} is out of range: array job {self.array} of "
+                f"submission {self.submission} has {len(self.shards)} children"
+            )
+        return self.shards[array_index]
+
+
+def split(pending: Sequence[int], max_size: int = c.MAX_ARRAY_SIZE) -> list[list[int]]:
+    """Cut ``pending`` into ceil(n / max_size) runs of near-equal length, in order (pure)."""
+    n = len(pending)
+    if n == 0:
+        return []
+    parts = -(-n // max_size)
+    base, extra = divmod(n, parts)
+    out, start = [], 0
+    for k in range(parts):
+        size = base + (1 if k < extra else 0)
+        out.append(list(pending[start : start + size]))
+        start += size
+    return out
+
+
+def index_files(job: Job, submission: str, pending: Sequence[int]) -> list[IndexFile]:
+    """The index files of a submission of ``pending`` shards (pure)."""
+    return [
+        IndexFile(submission, k, job.spec_hash, tuple(run)) for k, run in enumerate(split(pending))
+    ]
+
+
+def write(store: Store, job: Job, submission: str, files: Sequence[IndexFile]) -> str:
+    """Write ``job.json`` and the index files into the store; returns the job URL."""
+    folder = c.submission_key(submission)
+    store.write_json(f"{folder}/{c.JOB_FILE}", job.canonical_json())
+    for f in files:
+        store.write_json(f"{folder}/{c.index_name(f.array)}", f.to_json())
+    return c.job_url(store.url, submission)
+
+
+def _read(url: str) -> str:
+    try:
+        with Inputs().open_input(url) as fh:
+            return fh.read().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError("", f"{url}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("", f"{url}: cannot read: {exc}") from None
+
+
+def load_job(url: str) -> Job:
+    """Load the job spec a submission stored (a path, file:// or s3:// URL)."""
+    return from_dict(parse_text(_read(url), url), source=url)
+
+
+def read_index(job_url: str, name: str) -> IndexFile:
+    """Read the index file ``name`` next to ``job_url``. Raises ``SpecError`` when it is
+    missing or malformed."""
+    try:
+        url = c.sibling(job_url, name)
+    except ValueError as exc:
+        raise SpecError("--index-file", str(exc)) from None
+    try:
+        data = json.loads(_read(url))
+        return IndexFile(
+            submission=str(data["submission"]),
+            array=int(data["array"]),
+            spec_hash=str(data["spec_hash"]),
+            shards=tuple(int(s) for s in data["shards"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SpecError("--index-file", f"{url} is not a tessera index file: {exc}") from None

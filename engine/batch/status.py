@@ -1,0 +1,239 @@
+"""``tessera batch status``: progress of Batch jobs, why children failed, why jobs wait.
+
+``DescribeJobs`` gives an array job's ``arrayProperties.statusSummary`` (children per state);
+that becomes a progress bar. Failed children are found with ``ListJobs(arrayJobId=...,
+jobStatus=FAILED)`` and described for their ``statusReason``, exit code and CloudWatch log
+stream; the submission's index file turns each array index back into its shard. Jobs or
+children in RUNNABLE get the doctor's explanation of their queue, when there is one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from engine.batch import contract as c
+from engine.batch import doctor
+from engine.batch.aws import call
+
+STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
+DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 job IDs
+SHOW_FAILURES = 50  # failed children listed per job
+
+
+@dataclass(frozen=True)
+class ChildFailure:
+    """One failed child (or failed single job)."""
+
+    job_id: str
+    array_index: int | None
+    shard: int | None
+    status_reason: str
+    exit_code: int | None
+    reason: str
+    log_stream: str | None
+
+    def line(self) -> str:
+        where = "job" if self.array_index is None else f"child {self.array_index}"
+        shard = f" (shard {self.shard})" if self.shard is not None else ""
+        code = "-" if self.exit_code is None else str(self.exit_code)
+        extra = f"; {self.reason}" if self.reason else ""
+        return (
+            f"FAILED {where}{shard}: {self.status_reason or '-'}{extra}; exit code {code}; "
+            f"log stream {self.log_stream or '-'}"
+        )
+
+
+@dataclass
+class JobState:
+    """What ``status`` knows about one Batch job."""
+
+    job_id: str
+    name: str
+    status: str
+    size: int | None  # array size, None for a single job
+    summary: dict[str, int]
+    failures: list[ChildFailure] = field(default_factory=list)
+    failed_total: int = 0
+    waiting: list[str] = field(default_factory=list)  # why RUNNABLE, from the doctor
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+def summary_of(job: Mapping[str, Any]) -> tuple[int | None, dict[str, int]]:
+    """(array size or None, children per state) of a DescribeJobs entry (pure)."""
+    props = job.get("arrayProperties") or {}
+    if "size" in props:
+        summary = {s: int(props.get("statusSummary", {}).get(s, 0)) for s in STATES}
+        return int(props["size"]), summary
+    return None, {s: int(job.get("status") == s) for s in STATES}
+
+
+def bar(summary: Mapping[str, int], total: int, width: int = 30) -> str:
+    """``[#####---------] 5/30 succeeded, 1 failed, 4 running, 20 waiting`` (pure)."""
+    ok, failed = summary.get("SUCCEEDED", 0), summary.get("FAILED", 0)
+    running = summary.get("RUNNING", 0) + summary.get("STARTING", 0)
+    waiting = sum(summary.get(s, 0) for s in ("SUBMITTED", "PENDING", "RUNNABLE"))
+    filled = round(width * ok / total) if total else 0
+    failed_w = min(width - filled, round(width * failed / total)) if total else 0
+    drawn = "#" * filled + "x" * failed_w + "-" * (width - filled - failed_w)
+    return (
+        f"[{drawn}] {ok:,}/{total:,} succeeded, {failed:,} failed, {running:,} running, "
+        f"{waiting:,} waiting"
+    )
+
+
+def failure_of(job: Mapping[str, Any], shards: Sequence[int] | None = None) -> ChildFailure:
+    """A failed DescribeJobs entry as a ``ChildFailure``; ``shards`` maps array index -> shard."""
+    container = dict(job.get("container") or {})
+    attempts = job.get("attempts") or []
+    if attempts:
+        last = attempts[-1].get("container") or {}
+        for key in ("exitCode", "reason", "logStreamName"):
+            container.setdefault(key, last.get(key))
+    index = (job.get("arrayProperties") or {}).get("index")
+    head, sep, tail = str(job.get("jobId", "")).rpartition(":")
+    if index is None and sep and head and tail.isdigit():  # child IDs are <parent>:<index>
+        index = int(tail)
+    shard = None
+    if index is not None and shards is not None and 0 <= int(index) < len(shards):
+        shard = shards[int(index)]
+    code = container.get("exitCode")
+    return ChildFailure(
+        job_id=str(job.get("jobId", "")),
+        array_index=None if index is None else int(index),
+        shard=shard,
+        status_reason=str(job.get("statusReason") or ""),
+        exit_code=None if code is None else int(code),
+        reason=str(container.get("reason") or ""),
+        log_stream=container.get("logStreamName"),
+    )
+
+
+def need_of(job: Mapping[str, Any]) -> doctor.Need:
+    """The resources a DescribeJobs entry asks for."""
+    container = job.get("container") or {}
+    req = {r.get("type"): r.get("value") for r in container.get("resourceRequirements") or []}
+    vcpus = float(req.get("VCPU") or container.get("vcpus") or 1)
+    memory = int(float(req.get("MEMORY") or container.get("memory") or 2048))
+    gpus = int(float(req.get("GPU") or 0))
+    platform = (job.get("platformCapabilities") or ["EC2"])[0]
+    return doctor.Need(vcpus, memory, gpus, str(platform))
+
+
+def describe(client: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """DescribeJobs for any number of IDs (100 a call), in the order given."""
+    found: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), DESCRIBE_LIMIT):
+        chunk = list(ids[i : i + DESCRIBE_LIMIT])
+        for job in call(client, "DescribeJobs", {"jobs": chunk}).get("jobs", []):
+            found[str(job["jobId"])] = job
+    return [found[i] for i in ids if i in found]
+
+
+def failed_children(
+    client: Any, array_id: str, limit: int = SHOW_FAILURES
+) -> tuple[list[Any], int]:
+    """Up to ``limit`` described failed children of an array job, and how many failed."""
+    ids: list[str] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"arrayJobId": array_id, "jobStatus": "FAILED"}
+        if token:
+            params["nextToken"] = token
+        page = call(client, "ListJobs", params)
+        ids.extend(str(j["jobId"]) for j in page.get("jobSummaryList", []))
+        token = page.get("nextToken")
+        if not token:
+            break
+    return describe(client, ids[:limit]), len(ids)
+
+
+def index_shards(job: Mapping[str, Any]) -> list[int] | None:
+    """The shards of an array job, from the index file its parameters name (None if unknown)."""
+    from engine.batch.index import read_index
+
+    params = job.get("parameters") or {}
+    url, name = params.get(c.PARAM_JOB_URL), params.get(c.PARAM_INDEX_FILE)
+    if not url or not name or name == "none":
+        return None
+    try:
+        return list(read_index(str(url), str(name)).shards)
+    except Exception:  # the index is a nicety here: status works without store access
+        return None
+
+
+def collect(client: Any, ids: Sequence[str]) -> list[JobState]:
+    """The state of each job: progress, failed children, and why RUNNABLE ones wait."""
+    diagnoses: dict[tuple[str, doctor.Need], doctor.Diagnosis] = {}
+    out = []
+    for job in describe(client, ids):
+        size, summary = summary_of(job)
+        state = JobState(
+            job_id=str(job["jobId"]),
+            name=str(job.get("jobName", "")),
+            status=str(job.get("status", "")),
+            size=size,
+            summary=summary,
+        )
+        if summary.get("FAILED"):
+            if size is None:
+                state.failures, state.failed_total = [failure_of(job)], 1
+            else:
+                children, state.failed_total = failed_children(client, state.job_id)
+                shards = index_shards(job)
+                state.failures = [failure_of(child, shards) for child in children]
+        if summary.get("RUNNABLE") and job.get("jobQueue"):
+            key = (str(job["jobQueue"]), need_of(job))
+            if key not in diagnoses:
+                diagnoses[key] = doctor.run(client, key[1], key[0])
+            diagnosis = diagnoses[key]
+            if not diagnosis.ok:
+                state.waiting = diagnosis.lines()
+        out.append(state)
+    return out
+
+
+def lines(states: Sequence[JobState]) -> list[str]:
+    """A report for people (pure)."""
+    out = []
+    for s in states:
+        total = s.size if s.size is not None else 1
+        out.append(f"{s.name} {s.job_id}: {s.status} {bar(s.summary, total)}")
+        for failure in s.failures:
+            out.append(f"  {failure.line()}")
+        if s.failed_total > len(s.failures):
+            out.append(f"  ... and {s.failed_total - len(s.failures):,} more failed children")
+        out.extend(f"  {line}" for line in s.waiting)
+    return out
+
+
+def watch(
+    client: Any,
+    ids: Sequence[str],
+    *,
+    interval: float,
+    out: TextIO,
+    sleep: Callable[[float], None] = time.sleep,
+    once: bool = False,
+) -> list[JobState]:
+    """Print the states, every ``interval`` seconds until every job has finished (or once)."""
+    while True:
+        states = collect(client, ids)
+        stamp = time.strftime("%H:%M:%S")
+        if not once:
+            print(f"-- {stamp}", file=out)
+        for line in lines(states):
+            print(line, file=out)
+        out.flush()
+        missing = set(ids) - {s.job_id for s in states}
+        for job_id in sorted(missing):
+            print(f"{job_id}: not found (wrong region or account, or older than 7 days)", file=out)
+        if once or all(s.done for s in states):
+            return states
+        sleep(interval)

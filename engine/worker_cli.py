@@ -1,0 +1,215 @@
+"""``tessera worker JOB_URL``: run one shard, as an AWS Batch container does.
+
+The shard is ``--index`` (or ``AWS_BATCH_JOB_ARRAY_INDEX``, or 0 for a single job) looked up in
+``--index-file`` (next to the job URL); without an index file the index is the shard. The attempt
+number is ``AWS_BATCH_JOB_ATTEMPT`` when Batch sets it. Exit codes are those of
+``engine.batch.contract``: 0 committed, 1 kernel error, 2 bad input, 75 stopped (retry me).
+
+On SIGTERM (an ECS stop, a spot reclaim) the shard stops before its commit and the process exits
+75. A kernel holds the interpreter while it computes, so the stop lands when the running step
+returns; ECS's SIGKILL after its stop timeout is just as safe (no commit record, the shard reruns).
+
+One JSON object a line goes to stdout (what CloudWatch collects): the event, job, shard, array
+index, attempt, seconds and throughput. Never the environment, never credentials.
+
+``--reduce`` writes ``result.json`` and ``report.json`` when every shard has committed: the
+reduce job of a Batch submission, and the way to finish one by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from engine.batch import contract as c
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``tessera worker`` on the CLI's subparsers."""
+    worker = sub.add_parser("worker", help="run one shard of a stored job (the Batch container)")
+    worker.add_argument("job_url", help="URL of the job spec (a submission's job.json, or a file)")
+    worker.add_argument(
+        "--index",
+        type=int,
+        help="array index (default: AWS_BATCH_JOB_ARRAY_INDEX, or 0 for a single job)",
+    )
+    worker.add_argument(
+        "--index-file", help="index file next to the job URL mapping array index -> shard"
+    )
+    worker.add_argument(
+        "--reduce", action="store_true", help="write result.json once every shard has committed"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Print one JSON log line to stdout, flushed (the container may be killed next) and in one
+    write, so lines of children sharing a pipe (``tessera batch local``) never interleave."""
+    line = {"ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "event": event}
+    line.update(fields)
+    sys.stdout.write(json.dumps(line, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def install_sigterm_handler() -> None:
+    """On SIGTERM, ask the running shard to stop before its commit."""
+    from engine.worker import stop_requested
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The ``tessera worker`` command; returns the exit code (see the module docstring)."""
+    from engine.batch.index import load_job, read_index
+    from engine.config import batch_env
+    from engine.errors import ShardInterrupted, SpecError
+    from engine.worker import open_store, run_shard, stop_requested
+
+    install_sigterm_handler()
+    try:
+        env = batch_env()
+        job = load_job(args.job_url)
+        if args.reduce:
+            return reduce_job(job)
+        array_index = args.index if args.index is not None else (env.array_index or 0)
+        if args.index_file:
+            index = read_index(args.job_url, args.index_file)
+            if index.spec_hash != job.spec_hash:
+                raise SpecError(
+                    "--index-file",
+                    f"{args.index_file} belongs to spec {index.spec_hash[:12]}, the job at "
+                    f"{args.job_url} is spec {job.spec_hash[:12]}",
+                )
+            shard = index.shard_for(array_index)
+        else:
+            shard = array_index
+    except (SpecError, IndexError, ValueError) as exc:
+        emit("worker_error", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return c.EXIT_USAGE
+
+    where = {
+        "job": job.name,
+        "spec": job.spec_hash[:12],
+        "shard": shard,
+        "n_shards": job.n_shards,
+        "array_index": array_index,
+        "attempt": env.attempt,
+        "host": socket.gethostname(),
+    }
+    if stop_requested.is_set():
+        emit("shard_interrupted", **where, reason="SIGTERM before the shard started")
+        return c.EXIT_RETRYABLE
+    emit("shard_started", **where)
+    started = time.perf_counter()
+    try:
+        result = run_shard(job, shard, attempt=env.attempt)
+    except ShardInterrupted as exc:
+        emit("shard_interrupted", **where, reason=str(exc), seconds=_since(started))
+        return c.EXIT_RETRYABLE
+    except OSError as exc:  # store I/O: transient, the retry strategy reruns the shard
+        emit("shard_io_error", **where, reason=f"{type(exc).__name__}: {exc}")
+        return c.EXIT_RETRYABLE
+    if result.status == "failed":
+        emit("shard_failed", **where, reason=result.reason, seconds=_since(started))
+        return c.EXIT_SHARD_FAILED
+    record = result.record
+    seconds = float(record.get("seconds", 0.0))
+    work = int(record.get("work", 0))
+    where["attempt"] = record.get("attempt", env.attempt)
+    emit(
+        "shard_committed" if result.status == "committed" else "shard_skipped",
+        **where,
+        seconds=round(seconds, 3),
+        work=work,
+        work_unit=open_store(job)[1].work_unit,
+        throughput=round(work / seconds, 1) if seconds > 0 else None,
+    )
+    return c.EXIT_OK
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def reduce_job(job: Any) -> int:
+    """Write ``result.json`` and ``report.json`` if every shard of ``job`` has committed;
+    otherwise list what is missing and return 1."""
+    from engine import cost, report
+    from engine.config import settings
+    from engine.events import ShardCommitted
+    from engine.run import reduce_store
+    from engine.worker import open_store
+
+    store, job_plan = open_store(job)
+    done = store.committed()
+    failures = store.failures()
+    if len(done) < job_plan.n_shards:
+        missing = job_plan.n_shards - len(done)
+        emit(
+            "reduce_incomplete",
+            job=job.name,
+            committed=len(done),
+            n_shards=job_plan.n_shards,
+            failed=sorted(failures),
+        )
+        print(
+            f"error: {missing} of {job_plan.n_shards} shards are not committed "
+            f"({len(failures)} failed); resubmit to run them",
+            file=sys.stderr,
+        )
+        return c.EXIT_SHARD_FAILED
+    started = time.perf_counter()
+    reduce_store(job, store)
+    records = store.commit_records()
+    events = [
+        ShardCommitted(
+            shard=i,
+            seconds=float(r.get("seconds", 0.0)),
+            cpu_seconds=float(r.get("cpu_seconds", 0.0)),
+            work=int(r.get("work", 0)),
+            record=r,
+        )
+        for i, r in sorted(records.items())
+    ]
+    run_report = report.build(
+        job=job,
+        plan=job_plan,
+        records=records,
+        this_run=events,
+        executor="batch",
+        wall_seconds=_span(records.values()),
+        driver_host=socket.gethostname(),
+        failures={},
+        catalogue=cost.load_catalogue(settings().prices),
+    )
+    store.write_json("report.json", json.dumps(run_report, indent=2, sort_keys=True) + "\n")
+    emit("reduced", job=job.name, n_shards=job_plan.n_shards, seconds=_since(started))
+    return c.EXIT_OK
+
+
+def _span(records: Any) -> float:
+    """Seconds from the first shard's start to the last shard's end (the array's wall time)."""
+    spans = []
+    for r in records:
+        try:
+            start = dt.datetime.fromisoformat(str(r["started"])).timestamp()
+        except (KeyError, ValueError):
+            continue
+        spans.append((start, start + float(r.get("seconds", 0.0))))
+    if not spans:
+        return 0.0
+    return max(e for _, e in spans) - min(s for s, _ in spans)
