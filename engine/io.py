@@ -43,13 +43,19 @@ class Inputs:
 class StoreIO(Inputs):
     """``kernels.base.ShardIO`` over an opened store: lazy output arrays, array and file writes."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, device: str = "cpu") -> None:
         self._store = store
+        self._device = device
 
     @property
     def arrays(self) -> Mapping[str, Any]:
         """Output arrays by name (lazy Zarr arrays: slicing reads)."""
         return _LazyArrays(self._store.group)
+
+    @property
+    def device(self) -> str:
+        """Where the kernel computes: ``"cpu"`` or ``"cuda"`` (see ``Resources.device``)."""
+        return self._device
 
     def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` into ``selection`` of the output array ``name``."""
@@ -61,6 +67,13 @@ class StoreIO(Inputs):
             write_bytes(path, data)
         else:
             write_bytes(f"{self._store.url}/{path}", data)
+
+    def read_file(self, path: str) -> bytes:
+        """Read a file that ``write_file`` wrote (e.g. a kernel's partial results, gathered by its
+        final step): ``path`` relative to the store, or an absolute URL / path."""
+        url = path if "://" in path or os.path.isabs(path) else f"{self._store.url}/{path}"
+        with self.open_input(url) as fh:
+            return fh.read()
 
 
 class _LazyArrays(Mapping[str, Any]):

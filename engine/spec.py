@@ -43,6 +43,12 @@ class Resources:
     memory_mib: int = 2048
     gpus: int = 0
 
+    @property
+    def device(self) -> str:
+        """Where kernels compute: ``"cuda"`` (their CUDA twins) when ``gpus > 0``, else
+        ``"cpu"``."""
+        return "cuda" if self.gpus > 0 else "cpu"
+
 
 @dataclass(frozen=True)
 class Job:

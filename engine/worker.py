@@ -94,7 +94,11 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
         if fault == "exit":
             faults.exit_now()
         arrays, stats = job.kernel.compute(
-            job.params, job.seed, job_plan.layout, index, io=StoreIO(store)
+            job.params,
+            job.seed,
+            job_plan.layout,
+            index,
+            io=StoreIO(store, device=job.resources.device),
         )
     except Exception as exc:  # a kernel error fails this shard only
         reason = f"{type(exc).__name__}: {exc}"

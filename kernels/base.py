@@ -111,12 +111,21 @@ class ShardIO(InputIO, Protocol):
     def arrays(self) -> Mapping[str, Any]:
         """Output arrays by name; ``arrays[name][selection]`` reads."""
 
+    @property
+    def device(self) -> str:
+        """Where ``compute`` should run: ``"cpu"``, or ``"cuda"`` when the job asked for GPUs
+        (``resources.gpus > 0``). Kernels with a CUDA twin switch on it; others ignore it."""
+
     def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` into ``selection`` of output array ``name`` (whole chunks only)."""
 
     def write_file(self, path: str, data: bytes) -> None:
         """Write a file: ``path`` relative to the store (``dzi/image_files/3/0_1.jpeg``), or an
         absolute URL (``s3://b/out/x.webp``, ``/data/out/x.png``)."""
+
+    def read_file(self, path: str) -> bytes:
+        """Read back a file written by ``write_file`` (same paths); ``FileNotFoundError`` if it
+        does not exist."""
 
 
 class Kernel(Protocol):

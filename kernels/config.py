@@ -36,3 +36,27 @@ NJIT_INLINE: dict[str, Any] = {**NJIT, "inline": "always"}
 
 # Parallel kernels (prange over blocks of paths).
 NJIT_PARALLEL: dict[str, Any] = {**NJIT, "parallel": True}
+
+# --- CUDA (kernels/*gpu.py) --------------------------------------------------------------------
+# The same policy on the device: no fast-math (so no flush-to-zero, IEEE division and square
+# root), exp/log/sin/cos from kernels.fastmath_gpu (the CPU polynomials), never libdevice.
+# NVVM still contracts a * b + c into one fused multiply-add where it sees one (its -fma=1
+# default, which Numba does not expose), so a few roundings differ from the CPU's; the explicit
+# fma() calls of the polynomials are fused on both.
+
+# Keyword arguments for every cuda.jit kernel / device function in kernels/.
+CUDA_KERNEL: dict[str, Any] = {"fastmath": False}
+CUDA_DEVICE: dict[str, Any] = {"device": True, "fastmath": False}
+
+# Threads per block of the Monte Carlo kernel. One thread block computes whole blocks of
+# BLOCK_SAMPLES samples; thread t takes samples t, t + T, t + 2T, ... of a block and the threads'
+# sums are added in thread order. With T = LANES (64) that is exactly the CPU kernel's lane
+# order, so only per-path rounding can differ. Changing it changes the GPU's last bits.
+CUDA_MC_THREADS = 64
+
+# Thread blocks per streaming multiprocessor that a grid-stride launch asks for (the grid is
+# min(work blocks, SMs * this)); enough to hide latency without launching idle blocks.
+CUDA_BLOCKS_PER_SM = 16
+
+# Threads per block of the elementwise imaging kernels (one thread per output pixel).
+CUDA_IMAGE_THREADS = 256

@@ -28,6 +28,10 @@ Relation to ``randomgen.Philox(number=4, width=32, counter=c, key=k)``: randomge
 little-endian (``c = c0 + c1 * 2**32 + ...``, ``k = k0 + k1 * 2**32``) and adds one to the
 128-bit counter *before* each block, so its ``random_raw()`` yields the words of the blocks at
 counters c + 1, c + 2, ... in order.
+
+The CUDA twin is :mod:`kernels.rng_gpu` (the same raw stream as device functions). It is a module
+of its own because importing ``numba.cuda`` fixes the choice between device and simulator
+(``NUMBA_ENABLE_CUDASIM``), and CPU runs never import it.
 """
 
 from __future__ import annotations

@@ -39,16 +39,26 @@ def names() -> list[str]:
     return sorted(_EXECUTORS)
 
 
-def create(name: str, *, scheduler: str | None = None, workers: int | None = None) -> Executor:
-    """Build the executor called ``name``. ``scheduler`` and ``workers`` apply to ``dask``.
+def create(
+    name: str,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    gpu_workers: int | None = None,
+) -> Executor:
+    """Build the executor called ``name``. ``scheduler``, ``workers`` and ``gpu_workers`` (GPU
+    workers of the local cluster) apply to ``dask``.
 
-    Raises ``ValueError`` naming the known executors for an unknown name."""
+    Raises ``ValueError`` naming the known executors for an unknown name, or when
+    ``gpu_workers`` is given for another executor."""
     if name not in _EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected one of {names()}")
     module_name, cls_name = _EXECUTORS[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
+    if gpu_workers and name != "dask":
+        raise ValueError(f"--gpu-workers needs the dask executor, not {name!r}")
     if name == "dask":
-        executor: Executor = cls(scheduler=scheduler, workers=workers)
+        executor: Executor = cls(scheduler=scheduler, workers=workers, gpu_workers=gpu_workers)
     else:
         executor = cls()
     return executor

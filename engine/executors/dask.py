@@ -46,16 +46,54 @@ def _task(job: Job, index: int) -> ShardResult:
     return run_shard(job, index)
 
 
+def _check_gpu_workers(
+    job: Job, client: Any, local: bool, on_event: Listener
+) -> dict[str, float] | None:
+    """The task resources of ``job``'s shards: ``{"GPU": 1}`` for a GPU job, else None. A GPU
+    job on a cluster without GPU workers would wait forever: refused on a local cluster,
+    warned about on a remote scheduler (workers may still join)."""
+    if job.resources.gpus <= 0:
+        return None
+    from engine.executors.dask_gpu import GPU_RESOURCE, gpu_worker_count
+
+    if gpu_worker_count(client.scheduler_info()["workers"]) == 0:
+        if local:
+            raise ExecutorError(
+                f"job {job.name} asks for GPUs (resources.gpus = {job.resources.gpus}) but the "
+                f"local cluster has no GPU workers; run with --gpu-workers N (one per GPU), or "
+                f"set resources.gpus = 0 to run on the CPU"
+            )
+        on_event(
+            Message(
+                f"warning: no worker of the scheduler declares the {GPU_RESOURCE} resource; "
+                f"job {job.name}'s shards wait until one that does joins (dask worker --resources "
+                f"{GPU_RESOURCE}=1)"
+            )
+        )
+    return {GPU_RESOURCE: 1}
+
+
 class DaskExecutor:
     """Runs shards as Dask tasks. ``scheduler`` is a scheduler address (``tcp://host:8786``);
     without one, a ``LocalCluster`` of ``workers`` processes (default: one per core) with one
-    thread each is started for the run and closed after it."""
+    thread each is started for the run and closed after it. With ``gpu_workers`` the local
+    cluster has that many GPU workers (one per GPU, resource ``GPU=1``, see
+    :mod:`engine.executors.dask_gpu`) plus ``workers`` CPU workers (default none).
+
+    Shards of a job with ``resources.gpus > 0`` are submitted with ``resources={"GPU": 1}``
+    (each kernel uses one device), so only GPU workers run them."""
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        gpu_workers: int | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.workers = workers
+        self.gpu_workers = gpu_workers
 
     def run(
         self,
@@ -74,6 +112,7 @@ class DaskExecutor:
             # the first shard (a worker's first shard would otherwise pay for it).
             client.run(_warm, job)
             on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
+            task_resources = _check_gpu_workers(job, client, cluster is not None, on_event)
             prefix = f"tessera-{job.name}-{job.spec_hash[:8]}"
             # Tasks in flight are capped and topped up as tasks finish: at most UNGATED_WINDOW
             # (the scheduler's queue stays full without holding a million tasks), or, under a
@@ -92,6 +131,7 @@ class DaskExecutor:
                         key=f"{prefix}-{index}",
                         retries=job.retry_attempts - 1,
                         pure=False,
+                        resources=task_resources,
                     )
                     futures[future] = index
                     return future
@@ -137,6 +177,17 @@ class DaskExecutor:
         # Bokeh warns that the dashboard allows any Host header; ours listens on loopback only.
         logging.getLogger("bokeh.server.util").setLevel(logging.ERROR)
 
+        if self.scheduler and self.gpu_workers:
+            raise ExecutorError(
+                "--gpu-workers starts a local cluster and cannot be combined with a scheduler "
+                f"address ({self.scheduler}); start GPU workers there with --resources GPU=1"
+            )
+        if self.gpu_workers:
+            from engine.executors.dask_gpu import start_cluster
+
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            gpu_cluster = start_cluster(self.gpu_workers, self.workers or 0, _PINNED_ENV, visible)
+            return Client(gpu_cluster), gpu_cluster
         if self.scheduler:
             try:
                 return Client(self.scheduler, timeout="30s"), None

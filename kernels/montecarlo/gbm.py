@@ -150,8 +150,14 @@ class GbmKernel:
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Rows ``bounds[shard] .. bounds[shard+1]`` of ``sums``, and stats
-        ``{"blocks", "paths", "path_steps"}``. Raises ``ValueError`` for a shard index out of
-        range, a layout of another job, or a seed outside [0, 2**64)."""
+        ``{"blocks", "paths", "path_steps"}`` (plus ``"device": "cuda"`` on a GPU).
+
+        Runs on the device ``io.device`` names: the CPU kernel, or its CUDA twin
+        (:mod:`kernels.montecarlo.gpu`, imported only then) when the engine lends a GPU
+        (``resources.gpus > 0``); without ``io``, on the CPU. Raises ``ValueError`` for a shard
+        index out of range, a layout of another job, a seed outside [0, 2**64) or an unknown
+        device, and ``kernels.cuda_device.NoDeviceError`` when a GPU is asked for and none is
+        usable."""
         if not 0 <= shard < layout.n_shards:
             raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
         spec = layout.arrays[0]
@@ -165,11 +171,24 @@ class GbmKernel:
         arith = "asian_arithmetic_call" in params.products
         consts = np.array(_constants(params), dtype=np.float64)
         key = np.array([k0, k1], dtype=np.uint64)
-        rows = simulate_blocks(
-            start, stop, params.samples, params.steps, consts, key, params.antithetic, arith
-        )
+        args = (start, stop, params.samples, params.steps, consts, key, params.antithetic, arith)
+        device = "cpu" if io is None else io.device
+        if device == "cpu":
+            rows = simulate_blocks(*args)
+        elif device == "cuda":
+            from kernels.montecarlo import gpu  # imports numba.cuda: GPU jobs only
+
+            rows = gpu.simulate_blocks(*args)
+        else:
+            raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
         paths = _block_paths(params, start, stop)
-        stats = {"blocks": stop - start, "paths": paths, "path_steps": paths * params.steps}
+        stats: dict[str, Any] = {
+            "blocks": stop - start,
+            "paths": paths,
+            "path_steps": paths * params.steps,
+        }
+        if device != "cpu":
+            stats["device"] = device
         return {ARRAY: rows}, stats
 
     def reduce(
