@@ -160,6 +160,12 @@ def reduce_store(job: Job, store: Store) -> dict[str, Any]:
     answer = job.kernel.reduce(job.params, job.seed, store.read_arrays(), io=StoreIO(store))
     result = {"kernel": job.kernel_name, "params": job.params_dict(), "seed": job.seed, **answer}
     store.write_json("result.json", result_text(result))
+    dzi = answer.get("dzi")
+    if isinstance(dzi, dict) and str(dzi.get("path", "")).endswith(".dzi"):
+        from engine.viewer import write_viewer
+
+        page = write_viewer(job.store, str(dzi["path"]))
+        log.info("job %s: Deep Zoom viewer at %s (tessera view %s)", job.name, page, job.store)
     return result
 
 

@@ -9,6 +9,9 @@ from kernels.base import Kernel
 # name -> "module:attribute"; modules load lazily so that `import kernels` stays cheap.
 _KERNELS: dict[str, str] = {
     "montecarlo.gbm": "kernels.montecarlo.gbm:KERNEL",
+    "imaging.transcode": "kernels.imaging.transcode:KERNEL",
+    "imaging.pyramid": "kernels.imaging.pyramid:KERNEL",
+    "bench.spin": "kernels.bench:KERNEL",
 }
 
 

@@ -1,0 +1,505 @@
+"""The ``imaging.pyramid`` kernel: one large image -> OME-Zarr multiscale image and Deep Zoom.
+
+A shard owns one super-tile of level 0 (``shard_size`` pixels on a side, default 4096, ``tile_size
+* 2**k``). It reads its region (plus, with a DZI overlap, a margin of ``2**(shard_levels-1)``
+pixels so that the overlap pixels are exact), computes levels ``0 .. shard_levels - 1`` inside it
+with :func:`kernels.imaging.downsample.downsample2x`, and writes
+
+* each level's footprint into the OME-Zarr array ``image/<l>`` (``(c, y, x)``, chunks of one
+  tile, one Zarr shard per super-tile footprint, so a shard writes one object per level);
+* the DZI tiles of those levels: one file each in the directory container (written from the
+  encoding threads), or, for the zip container, one file ``dzi/_parts/<shard>.bin`` per shard
+  holding its tiles (see :func:`kernels.imaging.dzi.pack`), which the final step gathers;
+* the CRC-32 of every tile it owns (pixels in (y, x, c) order) as its row of ``tile_crc32``,
+  which the engine stores like any row-cut array.
+
+After every shard has committed, ``reduce`` reads the last shard level, computes the smaller
+levels down to 1x1 (OME-Zarr levels while a level is larger than a tile, DZI to the end), writes
+them, the DZI descriptor and, for the zip container, ``dzi/image.zip`` from the parts. The
+result lists every level with its shape, tile grid and a checksum: the SHA-256 of its tiles'
+CRC-32s (4 bytes big-endian each, tiles row-major). CRC-32 per tile is what zip and PNG use
+against accidental change, and costs a quarter of a SHA-256 of every pixel (which would take
+half as long as the JPEG encoding itself). Every byte depends only on the image and params,
+never on the shard count.
+
+JPEG/WebP/PNG encoding and CRC-32 run in a thread pool of ``numba.get_num_threads()`` threads
+(the encoders and zlib release the GIL), so a shard uses the cores the executor gives
+it: one on a Dask worker, all of them on the local executor. The levels are computed on the
+calling thread meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import zlib
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numba
+import numpy as np
+
+from kernels.base import ArraySpec, GroupSpec, InputIO, Layout, ParamError, ShardIO
+from kernels.imaging import dzi, ome
+from kernels.imaging.downsample import downsample2x
+from kernels.imaging.pyramid_params import Params, parse, to_dict, with_source
+from kernels.imaging.source import Progress, SourceError, open_source
+from kernels.imaging.tiles import (
+    DEFAULT_SUPER_TILE,
+    Geometry,
+    dzi_tile_box,
+    is_power_of_two,
+    super_tile_for,
+)
+
+DIGESTS = "tile_crc32"
+HANDOFF = "pyramid_handoff"  # the last shard level by shard, when no OME-Zarr image is written
+GROUP = "image"
+PARTS = "dzi/_parts"
+DESCRIPTOR = f"dzi/{dzi.NAME}.dzi"
+ZIP = f"dzi/{dzi.NAME}.zip"
+
+
+def geometry(params: Params, n_shards: int) -> Geometry:
+    """The tile geometry of a prepared job cut into ``n_shards`` super-tiles (or fewer)."""
+    if not params.prepared:
+        raise ValueError("params are not prepared: the source's size is not known yet")
+    assert params.height is not None and params.width is not None
+    size = super_tile_for(params.height, params.width, params.tile_size, n_shards)
+    return Geometry(params.height, params.width, params.tile_size, size)
+
+
+def level_array(level: int) -> str:
+    """The array holding ``level`` in the store."""
+    return f"{GROUP}/{level}"
+
+
+_Box = tuple[int, int, int, int]
+_Done = tuple[int, bytes, str | None, bytes | None, int]  # col, CRC-32, DZI name, bytes, size
+
+
+class _Tiles:
+    """Hashes and encodes tiles in a thread pool, a row of tiles per task (few futures, little
+    Python per tile), and gathers the results."""
+
+    def __init__(self, params: Params, io: ShardIO | None, pool: ThreadPoolExecutor) -> None:
+        self.params = params
+        self.io = io
+        self.pool = pool
+        self.futures: list[tuple[int, int, Future[list[_Done]]]] = []
+
+    def submit_level(
+        self,
+        geo: Geometry,
+        level: int,
+        pixels: np.ndarray,
+        origin: tuple[int, int],
+        rows: range,
+        cols: range,
+    ) -> None:
+        """Queue tiles ``rows x cols`` of ``level``; ``pixels`` holds the level from ``origin``
+        (y, x) on, including any overlap pixels the DZI tiles need."""
+        height, width = geo.shape(level)
+        t = geo.tile
+        oy, ox = origin
+        d = self.params.dzi
+        dzi_level = geo.dzi_level(level)
+        for row in rows:
+            work: list[tuple[int, _Box, _Box, str | None]] = []
+            for col in cols:
+                core = (
+                    row * t - oy,
+                    min((row + 1) * t, height) - oy,
+                    col * t - ox,
+                    min((col + 1) * t, width) - ox,
+                )
+                box, name = core, None
+                if d is not None:
+                    y0, y1, x0, x1 = dzi_tile_box(col, row, height, width, t, d.overlap)
+                    box = (y0 - oy, y1 - oy, x0 - ox, x1 - ox)
+                    name = dzi.tile_name(dzi_level, col, row, d.format)
+                work.append((col, core, box, name))
+            self.futures.append((level, row, self.pool.submit(self._row, pixels, work)))
+
+    def _row(
+        self, pixels: np.ndarray, work: list[tuple[int, _Box, _Box, str | None]]
+    ) -> list[_Done]:
+        d = self.params.dzi
+        done: list[_Done] = []
+        for col, core, box, name in work:
+            tile = np.ascontiguousarray(pixels[core[0] : core[1], core[2] : core[3]])
+            digest = zlib.crc32(tile).to_bytes(4, "big")
+            if d is None or name is None:
+                done.append((col, digest, None, None, 0))
+                continue
+            if box != core:
+                tile = pixels[box[0] : box[1], box[2] : box[3]]
+            data = dzi.encode_tile(tile, d.format, d.quality)
+            if d.container == "directory" and self.io is not None:
+                self.io.write_file(dzi.directory_path(name), data)
+                done.append((col, digest, name, None, len(data)))
+            else:
+                done.append((col, digest, name, data, len(data)))
+        return done
+
+    def collect(self) -> tuple[dict[tuple[int, int, int], bytes], dict[str, bytes], int]:
+        """Wait for every tile: CRC-32s by (level, row, col), encoded tiles kept for a zip by
+        name, and the bytes encoded."""
+        digests: dict[tuple[int, int, int], bytes] = {}
+        encoded: dict[str, bytes] = {}
+        nbytes = 0
+        for level, row, future in self.futures:
+            for col, digest, name, data, size in future.result():
+                digests[level, row, col] = digest
+                nbytes += size
+                if name is not None and data is not None:
+                    encoded[name] = data
+        self.futures.clear()
+        return digests, encoded, nbytes
+
+
+def _threads() -> int:
+    return max(1, numba.get_num_threads())
+
+
+@contextlib.contextmanager
+def _numba_on_this_thread_only() -> Iterator[None]:
+    """Run Numba kernels on the calling thread alone: the encoding pool keeps every core busy,
+    and a parallel region that waits for descheduled threads is far slower than one core
+    (measured: 0.28 s instead of 0.02 s for an 8192^2 pyramid's levels on 2 busy cores)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _to_cyx(pixels: np.ndarray) -> np.ndarray:
+    return pixels.transpose(2, 0, 1)
+
+
+class PyramidKernel:
+    """``imaging.pyramid``: see the module docstring and :mod:`kernels.imaging.pyramid_params`."""
+
+    name = "imaging.pyramid"
+    work_unit = "pixels"
+
+    def parse_params(self, raw: Mapping[str, Any]) -> Params:
+        """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
+        return parse(raw)
+
+    def prepare(self, params: Params, io: InputIO) -> Params:
+        """Read the source's header and record its size, channels, dtype and format.
+        ``ParamError`` naming ``source`` when it is missing, not an image, of an unsupported
+        pixel type, or different from what a stored job recorded."""
+        try:
+            source = open_source(params.source, io)
+        except SourceError as exc:
+            raise ParamError("source", str(exc)) from None
+        try:
+            info = source.info
+        finally:
+            source.close()
+        return with_source(params, info.width, info.height, info.channels, info.dtype, info.format)
+
+    def params_to_dict(self, params: Params) -> dict[str, Any]:
+        """Canonical params (defaults filled in, the source's numbers once recorded)."""
+        return to_dict(params)
+
+    def shards_for_size(self, params: Params, shard_size: int) -> int:
+        """Shards when each owns a super-tile of ``shard_size`` level-0 pixels on a side, which
+        must be ``tile_size`` times a power of two (so that every shard level is whole tiles).
+        Raises ``ParamError`` otherwise."""
+        t = params.tile_size
+        if (
+            isinstance(shard_size, bool)
+            or not isinstance(shard_size, int)
+            or shard_size < t
+            or shard_size % t
+            or not is_power_of_two(shard_size // t)
+        ):
+            raise ParamError(
+                "shard_size",
+                f"{shard_size!r} is not tile_size ({t}) times a power of two; use e.g. "
+                f"{max(DEFAULT_SUPER_TILE, t)} (pixels on a side of the level-0 region a shard "
+                f"owns)",
+            )
+        assert params.height is not None and params.width is not None
+        return Geometry(params.height, params.width, t, shard_size).n_shards
+
+    def default_shards(self, params: Params) -> int:
+        """Super-tiles of 4096 pixels (or one tile, if larger)."""
+        return self.shards_for_size(params, max(DEFAULT_SUPER_TILE, params.tile_size))
+
+    def layout(self, params: Params, n_shards: int) -> Layout:
+        """The OME-Zarr levels (written by the kernel itself), the per-shard tile digests
+        (row-cut), and the ``image`` group with its NGFF 0.5 attributes. Asking for N shards
+        gives the smallest super-tile with at most N of them."""
+        geo = geometry(params, n_shards)
+        c, dtype, t = params.channels, str(params.dtype), params.tile_size
+        assert c is not None
+        arrays: list[ArraySpec] = []
+        groups: list[GroupSpec] = []
+        if params.ome_zarr:
+            groups.append(GroupSpec(GROUP, ome.image_attributes(geo.n_ome, c, dtype)))
+        for level in range(geo.n_ome if params.ome_zarr else 0):
+            arrays.append(
+                ArraySpec(
+                    name=level_array(level),
+                    shape=(c, *geo.shape(level)),
+                    dtype=dtype,
+                    chunks=(c, t, t),
+                    shards=(c, *geo.zarr_shard_shape(level)),
+                    dimension_names=ome.AXES,
+                )
+            )
+        bounds: list[tuple[int, ...]] = [() for _ in arrays]
+        n = geo.n_shards
+        slots = geo.tiles_per_super_tile()
+        arrays.append(ArraySpec(DIGESTS, (n, slots, 4), "uint8", (1, slots, 4)))
+        if not params.ome_zarr:  # the final step's input: each shard's last level, as a row
+            edge = self._handoff_edge(geo)
+            arrays.append(ArraySpec(HANDOFF, (n, edge, edge, c), dtype, (1, edge, edge, c)))
+        bounds += [tuple(range(n + 1))] * (len(arrays) - len(bounds))
+        work = []
+        for shard in range(n):
+            y0, y1, x0, x1 = geo.footprint(shard, 0)
+            work.append((y1 - y0) * (x1 - x0))
+        return Layout(
+            arrays=tuple(arrays),
+            bounds=tuple(bounds),
+            shard_work=tuple(work),
+            work_unit=self.work_unit,
+            groups=tuple(groups),
+        )
+
+    def compute(
+        self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Read the shard's region, compute and write its levels and tiles (see the module
+        docstring); return its row of tile digests and stats ``{"levels", "tiles",
+        "dzi_bytes", "read_pixels"}``. Raises ``ValueError`` when ``io`` is missing or the
+        source no longer matches the params."""
+        if io is None:
+            raise ValueError("imaging.pyramid writes its levels itself and needs the engine's io")
+        geo = geometry(params, layout.n_shards)
+        overlap = params.dzi.overlap if params.dzi is not None else 0
+        ry0, ry1, rx0, rx1 = geo.read_box(shard, overlap)
+        threads = _threads()
+        with ThreadPoolExecutor(threads) as pool, _numba_on_this_thread_only():
+            tiles = _Tiles(params, io, pool)
+            rows0, cols0 = geo.shard_tiles(shard, 0)
+            waiting = list(rows0)
+
+            def submit_ready(pixels: np.ndarray, done: int) -> None:
+                # Level-0 tiles go to the pool as soon as their rows (and overlap) are read.
+                while waiting:
+                    needs = min((waiting[0] + 1) * geo.tile + overlap, geo.height)
+                    if needs > ry0 + done:
+                        return
+                    row = waiting.pop(0)
+                    tiles.submit_level(geo, 0, pixels, (ry0, rx0), range(row, row + 1), cols0)
+
+            pixels = self._read(params, io, (ry0, ry1, rx0, rx1), threads, submit_ready)
+            submit_ready(pixels, ry1 - ry0)
+            for level in range(geo.shard_levels):
+                origin = (ry0 >> level, rx0 >> level)
+                fy0, fy1, fx0, fx1 = geo.footprint(shard, level)
+                if level:
+                    pixels = downsample2x(pixels, params.gamma_correct)
+                    rows, cols = geo.shard_tiles(shard, level)
+                    tiles.submit_level(geo, level, pixels, origin, rows, cols)
+                core = pixels[fy0 - origin[0] : fy1 - origin[0], fx0 - origin[1] : fx1 - origin[1]]
+                if params.ome_zarr:
+                    io.write_array(
+                        level_array(level),
+                        (slice(None), slice(fy0, fy1), slice(fx0, fx1)),
+                        _to_cyx(core),
+                    )
+            digests, encoded, nbytes = tiles.collect()
+        out = {DIGESTS: self._digest_row(geo, shard, digests)}
+        if not params.ome_zarr:
+            edge = self._handoff_edge(geo)
+            handoff = np.zeros((1, edge, edge, core.shape[2]), dtype=core.dtype)
+            handoff[0, : core.shape[0], : core.shape[1]] = core  # ``core`` is the last level's
+            out[HANDOFF] = handoff
+        if params.dzi is not None and params.dzi.container == "zip":
+            part = dzi.pack(sorted(encoded.items(), key=lambda kv: dzi.sort_key(kv[0])))
+            io.write_file(f"{PARTS}/{shard}.bin", part)
+        stats = {
+            "levels": geo.shard_levels,
+            "tiles": len(digests),
+            "dzi_bytes": nbytes,
+            "read_pixels": (ry1 - ry0) * (rx1 - rx0),
+        }
+        return out, stats
+
+    @staticmethod
+    def _handoff_edge(geo: Geometry) -> int:
+        """Pixels on a side of a super-tile's footprint at the last shard level."""
+        return geo.super_tile >> (geo.shard_levels - 1)
+
+    @staticmethod
+    def _digest_row(
+        geo: Geometry, shard: int, digests: Mapping[tuple[int, int, int], bytes]
+    ) -> np.ndarray:
+        """The shard's row of ``tile_crc32``: each tile's CRC-32 in its slot."""
+        row = np.zeros((1, geo.tiles_per_super_tile(), 4), dtype=np.uint8)
+        for (level, r, c), digest in digests.items():
+            owner, slot = geo.slot(level, r, c)
+            if owner != shard:
+                raise AssertionError(f"tile {level}/{r}/{c} belongs to shard {owner}, not {shard}")
+            row[0, slot] = np.frombuffer(digest, dtype=np.uint8)
+        return row
+
+    def _last_shard_level(
+        self, params: Params, geo: Geometry, arrays: Mapping[str, Any]
+    ) -> np.ndarray:
+        """The last level the shards computed, as one (h, w, c) array."""
+        last = geo.shard_levels - 1
+        if params.ome_zarr:
+            return np.ascontiguousarray(
+                np.asarray(arrays[level_array(last)][...]).transpose(1, 2, 0)
+            )
+        blocks = np.asarray(arrays[HANDOFF][...])
+        pixels = np.empty((*geo.shape(last), blocks.shape[3]), dtype=blocks.dtype)
+        for shard in range(geo.n_shards):
+            y0, y1, x0, x1 = geo.footprint(shard, last)
+            pixels[y0:y1, x0:x1] = blocks[shard, : y1 - y0, : x1 - x0]
+        return pixels
+
+    @staticmethod
+    def _read(
+        params: Params,
+        io: InputIO,
+        box: tuple[int, int, int, int],
+        threads: int,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        source = open_source(params.source, io, threads)
+        try:
+            info = source.info
+            with_source(params, info.width, info.height, info.channels, info.dtype, info.format)
+            y0, y1, x0, x1 = box
+            return source.read(y0, y1, x0, x1, progress)
+        except ParamError as exc:
+            raise ValueError(exc.message) from None
+        finally:
+            source.close()
+
+    def reduce(
+        self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
+    ) -> dict[str, Any]:
+        """Compute the levels below the shard levels, write them and the DZI descriptor (and
+        zip), and return the pyramid's description: the image, then for every level its shape,
+        tile grid, DZI level, whether it is in the OME-Zarr image, and its checksum."""
+        if io is None:
+            raise ValueError("imaging.pyramid's final step writes files and needs the engine's io")
+        table = np.asarray(arrays[DIGESTS][...])
+        geo = geometry(params, int(table.shape[0]))
+        pixels = self._last_shard_level(params, geo, arrays)
+        digests: dict[tuple[int, int, int], bytes] = {}
+        for level in range(geo.shard_levels):
+            rows, cols = geo.tiles(level)
+            for r in range(rows):
+                for c in range(cols):
+                    owner, slot = geo.slot(level, r, c)
+                    digests[level, r, c] = table[owner, slot].tobytes()
+        with ThreadPoolExecutor(_threads()) as pool, _numba_on_this_thread_only():
+            tiles = _Tiles(params, io, pool)
+            for level in range(geo.shard_levels, geo.n_levels):
+                pixels = downsample2x(pixels, params.gamma_correct)
+                rows, cols = geo.tiles(level)
+                tiles.submit_level(geo, level, pixels, (0, 0), range(rows), range(cols))
+                if params.ome_zarr and level < geo.n_ome:
+                    io.write_array(level_array(level), (slice(None),) * 3, _to_cyx(pixels))
+            more, encoded, _ = tiles.collect()
+        digests.update(more)
+        self._write_dzi(params, geo, io, encoded)
+        return self._describe(params, geo, digests)
+
+    @staticmethod
+    def _write_dzi(params: Params, geo: Geometry, io: ShardIO, encoded: dict[str, bytes]) -> None:
+        d = params.dzi
+        if d is None:
+            return
+        xml = dzi.descriptor(geo.width, geo.height, geo.tile, d.overlap, d.format).encode()
+        if d.container == "directory":
+            io.write_file(DESCRIPTOR, xml)
+            return
+        members = dict(encoded)
+        for shard in range(geo.n_shards):
+            members.update(dzi.unpack(io.read_file(f"{PARTS}/{shard}.bin")))
+        ordered = sorted(members, key=dzi.sort_key)
+        entries = [(f"{dzi.NAME}/{dzi.NAME}.dzi", xml)]
+        entries += [(dzi.zip_member(name), members[name]) for name in ordered]
+        io.write_file(ZIP, dzi.build_zip(entries))
+
+    @staticmethod
+    def _describe(
+        params: Params, geo: Geometry, digests: Mapping[tuple[int, int, int], bytes]
+    ) -> dict[str, Any]:
+        levels = []
+        for level in range(geo.n_levels):
+            rows, cols = geo.tiles(level)
+            h = hashlib.sha256()
+            for r in range(rows):
+                for c in range(cols):
+                    h.update(digests[level, r, c])
+            levels.append(
+                {
+                    "level": level,
+                    "shape": [*geo.shape(level), params.channels],
+                    "tiles": [rows, cols],
+                    "dzi_level": geo.dzi_level(level),
+                    "ome_zarr": params.ome_zarr and level < geo.n_ome,
+                    "checksum": h.hexdigest(),
+                }
+            )
+        d = params.dzi
+        return {
+            "image": {
+                "width": geo.width,
+                "height": geo.height,
+                "channels": params.channels,
+                "dtype": params.dtype,
+            },
+            "tile_size": geo.tile,
+            "checksum": "sha256 of the tiles' CRC-32s (4 bytes big-endian each; tile pixels "
+            "in y, x, c order), tiles row-major",
+            "levels": levels,
+            "ome_zarr": (
+                {"path": GROUP, "ngff": "0.5", "levels": geo.n_ome, "axes": list(ome.AXES)}
+                if params.ome_zarr
+                else None
+            ),
+            "dzi": (
+                {
+                    "path": DESCRIPTOR if d.container == "directory" else ZIP,
+                    "levels": geo.n_dzi,
+                    "tiles": sum(r * c for r, c in map(geo.tiles, range(geo.n_levels))),
+                }
+                if d is not None
+                else None
+            ),
+        }
+
+    def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
+        """Projected peak bytes of one shard: its region (with margin) three times over (the
+        region, the smaller levels, Zarr's chunk copies and the encoded tiles), plus, for PNG
+        and JPEG sources (no random access), the whole decoded image and the file's bytes."""
+        geo = geometry(params, layout.n_shards)
+        overlap = params.dzi.overlap if params.dzi is not None else 0
+        y0, y1, x0, x1 = geo.read_box(shard, overlap)
+        assert params.channels is not None
+        itemsize = 1 if params.dtype == "uint8" else 2
+        pixel = params.channels * itemsize
+        nbytes = 3 * (y1 - y0) * (x1 - x0) * pixel
+        if params.format in ("png", "jpeg"):
+            nbytes += 2 * geo.height * geo.width * pixel
+        return nbytes
+
+
+KERNEL = PyramidKernel()
