@@ -261,10 +261,11 @@ def bench_imaging(quick: bool) -> dict[str, Any] | None:
     script = ROOT / "benchmarks" / "imaging.py"
     if not script.exists():
         return None
-    args = [sys.executable, str(script)] + (["--size", "2048"] if quick else [])
+    name = "imaging-quick" if quick else "imaging"
+    args = [sys.executable, str(script), "--out", name]
+    args += ["--size", "2048", "--repeats", "1"] if quick else []
     subprocess.run(args, check=True, cwd=ROOT)
-    result = json.loads((RESULTS / "imaging.json").read_text())
-    return dict(result)
+    return dict(json.loads((RESULTS / f"{name}.json").read_text()))
 
 
 def bench_gpu(quick: bool) -> dict[str, Any] | None:
