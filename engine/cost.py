@@ -24,19 +24,6 @@ DEFAULT_PRICES = Path(__file__).with_name("prices.toml")
 EC2_MINIMUM_SECONDS = 60.0
 PRICING_MODELS = ("spot", "on-demand", "fargate-spot", "fargate")
 
-# Valid Fargate task sizes: vCPU -> (smallest GiB, largest GiB, step GiB), plus the 0.25 vCPU
-# task's own list. Source: AWS Fargate "task CPU and memory" table.
-_FARGATE_STEPS: tuple[tuple[float, float, float, float], ...] = (
-    (0.5, 1, 4, 1),
-    (1, 2, 8, 1),
-    (2, 4, 16, 1),
-    (4, 8, 30, 1),
-    (8, 16, 60, 4),
-    (16, 32, 120, 8),
-)
-_FARGATE_QUARTER = (0.5, 1.0, 2.0)
-
-
 @dataclass(frozen=True)
 class InstanceType:
     """One EC2 instance type: size and $/hour on-demand and spot."""
@@ -194,18 +181,18 @@ def ec2_cost(usages: Sequence[ShardUsage], itype: InstanceType, hourly: float) -
 
 
 def fargate_size(vcpus: float, memory_mib: int) -> tuple[float, float]:
-    """The smallest valid Fargate task size (vCPU, GiB) holding ``vcpus`` and ``memory_mib``.
-    Raises ``ValueError`` when none does (over 16 vCPU or 120 GiB)."""
-    gib = memory_mib / 1024
-    if vcpus <= 0.25 and gib <= _FARGATE_QUARTER[-1]:
-        return 0.25, next(m for m in _FARGATE_QUARTER if m >= gib - 1e-9)
-    for cpu, lo, hi, step in _FARGATE_STEPS:
-        if vcpus <= cpu + 1e-9 and gib <= hi + 1e-9:
-            size = max(lo, lo + math.ceil((gib - lo) / step - 1e-9) * step)
-            return cpu, float(size)
-    raise ValueError(
-        f"{vcpus:g} vCPU with {memory_mib} MiB fits no Fargate task size (at most 16 vCPU, 120 GiB)"
-    )
+    """The smallest valid Fargate task size (vCPU, GiB) holding ``vcpus`` and ``memory_mib``
+    (the menu is ``engine.batch.fargate.PAIRS``). Raises ``ValueError`` when none does (over 16
+    vCPU or 120 GiB)."""
+    from engine.batch.fargate import smallest_fit
+
+    fit = smallest_fit(vcpus, memory_mib)
+    if fit is None:
+        raise ValueError(
+            f"{vcpus:g} vCPU with {memory_mib} MiB fits no Fargate task size (at most 16 vCPU, "
+            f"120 GiB)"
+        )
+    return fit[0], fit[1] / 1024
 
 
 def fargate_cost(usages: Sequence[ShardUsage], prices: FargatePrices, spot: bool) -> float | None:
