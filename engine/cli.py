@@ -35,12 +35,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (TesseraError, ValueError) as exc:
+    except (TesseraError, ValueError, OSError) as exc:  # OSError: a full or read-only store
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: committed shards are kept; run again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _unreachable_store(exc):
+            raise
+        print(
+            f"error: the store cannot be reached: {type(exc).__name__}: {exc}; committed shards "
+            f"are kept, run again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+def _unreachable_store(exc: BaseException) -> bool:
+    """True for botocore's errors (an S3 endpoint that is down, after s3fs's retries): they are
+    not OSErrors. botocore is looked up, not imported: it is loaded only if S3 was used."""
+    module = sys.modules.get("botocore.exceptions")
+    return module is not None and isinstance(exc, module.BotoCoreError)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ DEFAULT_PRICES = Path(__file__).with_name("prices.toml")
 EC2_MINIMUM_SECONDS = 60.0
 PRICING_MODELS = ("spot", "on-demand", "fargate-spot", "fargate")
 
+
 @dataclass(frozen=True)
 class InstanceType:
     """One EC2 instance type: size and $/hour on-demand and spot."""

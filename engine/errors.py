@@ -24,6 +24,10 @@ class StoreMismatchError(StoreError):
     """The store was created by a job whose spec hash differs from this job's."""
 
 
+class StoreFormatError(StoreError):
+    """The store was written in a store format this tessera does not read."""
+
+
 class ShardError(TesseraError, RuntimeError):
     """A shard's kernel raised; names the shard and carries the original message."""
 

@@ -18,11 +18,27 @@ def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
+INPUT_SCHEMES = ("file", "s3")
+
+
+def _check_scheme(url: str) -> None:
+    """Refuse a URL of another scheme before fsspec tries it (ftp:// or http:// would reach out
+    to the network at validate time; unknown ones raise ValueError or ImportError)."""
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    if scheme not in INPUT_SCHEMES:
+        raise OSError(
+            f"{url}: unsupported URL scheme {scheme}://; inputs are local paths, file:// or "
+            f"s3:// URLs"
+        )
+
+
 class Inputs:
     """``kernels.base.InputIO``: open and list inputs on local disk, file:// or s3://."""
 
     def open_input(self, url: str) -> BinaryIO:
-        """A seekable binary file for ``url``; the caller closes it."""
+        """A seekable binary file for ``url``; the caller closes it. ``OSError`` for a URL of
+        another scheme."""
+        _check_scheme(url)
         if _is_local(url):
             return open(url.removeprefix("file://"), "rb")
         fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
@@ -30,7 +46,9 @@ class Inputs:
         return handle
 
     def list_inputs(self, pattern: str) -> list[str]:
-        """URLs matching the glob ``pattern``, sorted, keeping the scheme."""
+        """URLs matching the glob ``pattern``, sorted, keeping the scheme. ``OSError`` for a
+        URL of another scheme."""
+        _check_scheme(pattern)
         if _is_local(pattern):
             fs = fsspec.filesystem("file")
             return sorted(fs.glob(pattern.removeprefix("file://")))
@@ -105,6 +123,10 @@ def write_bytes(url: str, data: bytes) -> None:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise naming(exc, path) from exc
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -112,3 +134,14 @@ def write_bytes(url: str, data: bytes) -> None:
         return
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
     fs.pipe_file(path, data)
+
+
+def naming(exc: OSError, path: str) -> OSError:
+    """``exc`` if it names a file, else an ``OSError`` of the same errno naming ``path``: a failed
+    ``write()`` (ENOSPC, EROFS, EIO) carries no file name, and the user must learn which store
+    or folder is full or read-only."""
+    if exc.filename is not None:
+        return exc
+    if exc.errno is None:
+        return OSError(f"{exc} (writing {path})")
+    return OSError(exc.errno, exc.strerror or str(exc), path)

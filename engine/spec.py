@@ -32,6 +32,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "tags": (),
 }
 MAX_SHARDS = 1_000_000
+STORE_SCHEMES = ("", "file", "s3")  # a plain path, file://, s3:// (engine/store.py opens these)
 MAX_SEED = 2**64 - 1
 
 
@@ -205,6 +206,15 @@ def from_dict(
     store = _get(job, "job", "store", str, required=True)
     if not store.strip():
         raise SpecError("job.store", "is empty; expected a path, file://... or s3://bucket/prefix")
+    scheme = store.split("://", 1)[0] if "://" in store else ""
+    if scheme not in STORE_SCHEMES:
+        raise SpecError(
+            "job.store",
+            f"{store!r}: unsupported scheme {scheme}://; expected a path, file://... or "
+            f"s3://bucket/prefix",
+        )
+    if scheme == "s3" and not store.removeprefix("s3://").strip("/"):
+        raise SpecError("job.store", f"{store!r} names no bucket; expected s3://bucket/prefix")
     store = normalise_store_url(store)
 
     if "shards" in job and "shard_size" in job:
@@ -221,6 +231,12 @@ def from_dict(
         params = kernel.prepare(params, Inputs())
     except ParamError as exc:
         raise SpecError(f"params.{exc.key}", exc.message) from None
+    except (OSError, ValueError, ImportError, OverflowError) as exc:
+        # An input the kernel could not reach or list (a URL of another scheme, a network
+        # error), or a number too large for a float: a bad job file too, without a traceback.
+        raise SpecError(
+            "params", f"{kernel_name} cannot read its inputs: {type(exc).__name__}: {exc}"
+        ) from None
 
     if shards is not None:
         requested = shards
@@ -332,7 +348,11 @@ def _get(
         return default
     value: Any = table[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of more than 308 digits
+            digits = len(str(abs(value)))
+            raise SpecError(dotted, f"an integer of {digits} digits is out of range") from None
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         raise SpecError(dotted, f"expected {_describe(kind)}, got {type(value).__name__} {value!r}")
     value = cast(Any, value)  # checked above; mypy cannot follow isinstance with a variable type

@@ -2,7 +2,8 @@
 
 Layout (DESIGN.md, "The store")::
 
-    <store>/zarr.json              group; attrs["tessera"] = version, job, spec hash, plan
+    <store>/zarr.json              group; attrs["tessera"] = version, store format, job,
+                                   spec hash, plan
     <store>/<array>/...            output arrays, chunk-aligned to shards
     <store>/_shards/<i>.json       commit record of shard i, written only after its chunks
     <store>/_attempts/<i>/<n>.json a marker per attempt of shard i (attempt numbering, forensics)
@@ -28,14 +29,19 @@ import zarr.storage
 
 from engine import __version__
 from engine.config import storage_options
-from engine.errors import StoreError, StoreMismatchError
-from engine.io import write_bytes
+from engine.errors import StoreError, StoreFormatError, StoreMismatchError
+from engine.io import naming, write_bytes
 from engine.plan import Plan
 from engine.spec import Job
 
 log = logging.getLogger(__name__)
 
 _ATTR = "tessera"
+
+# The store's layout (the attributes, _shards/, _attempts/, _failures/, how chunks are cut).
+# Bump it when a change would make another tessera misread a store: opening a store of another
+# format is refused. Stores written before the number was recorded are format 1.
+STORE_FORMAT = 1
 
 
 class Store:
@@ -65,6 +71,7 @@ class Store:
             if not create:
                 raise StoreError(f"store {url} does not exist; run `tessera run` first")
             return cls._create(job, plan, fs, root)
+        check_format(url, meta)
         store = cls(url, _open_group(url), fs, root)
         store.check_job(job)
         return store
@@ -73,8 +80,10 @@ class Store:
     def open_existing(cls, url: str) -> Store:
         """Open a store that already exists (for ``tessera status``, workers, reduce)."""
         fs, root = _filesystem(url)
-        if _read_meta(fs, root) is None:
+        meta = _read_meta(fs, root)
+        if meta is None:
             raise StoreError(f"{url} is not a tessera store (no zarr.json with tessera attributes)")
+        check_format(url, meta)
         return cls(url, _open_group(url), fs, root)
 
     @classmethod
@@ -82,6 +91,7 @@ class Store:
         attrs: dict[str, Any] = {
             _ATTR: {
                 "version": __version__,
+                "format": STORE_FORMAT,
                 "job": job.to_dict(),
                 "spec_hash": job.spec_hash,
                 "hashed": job.hashed_part(),
@@ -161,7 +171,10 @@ class Store:
                     f"shard {shard}: array {spec.name!r} has shape {tuple(data.shape)}, "
                     f"expected {expected}"
                 )
-            self.array(spec.name)[start:stop] = data
+            try:
+                self.array(spec.name)[start:stop] = data
+            except OSError as exc:
+                raise naming(exc, self._path(spec.name)) from exc
             nbytes += int(data.nbytes)
         return nbytes
 
@@ -211,8 +224,11 @@ class Store:
                 except FileExistsError:
                     attempt += 1
                     continue
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(text)
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(text)
+                except OSError as exc:
+                    raise naming(exc, f"{folder}/{attempt}.json") from exc
                 return attempt
         numbers = [int(s) for s in self._list_stems(f"_attempts/{shard}") if s.isdigit()]
         attempt = max(numbers, default=0) + 1
@@ -367,6 +383,29 @@ def _read_meta(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | Non
             f"{root} holds a Zarr group that tessera did not create; choose another store"
         )
     return value
+
+
+def check_format(url: str, meta: dict[str, Any]) -> None:
+    """Refuse a store whose format is not ``STORE_FORMAT``, saying what to do. Raises
+    ``StoreFormatError``."""
+    stored = meta.get("format", 1)
+    if stored == STORE_FORMAT and not isinstance(stored, bool):
+        return
+    by = f"tessera {meta.get('version', '(unknown version)')}"
+    if isinstance(stored, int) and not isinstance(stored, bool) and stored > STORE_FORMAT:
+        advice = (
+            "upgrade tessera (pip install -U tessera) to resume or inspect it, or pass --store "
+            "with a new location to start fresh"
+        )
+    else:
+        advice = (
+            f"finish it with {by}, or delete it or pass --store with a new location to start "
+            f"fresh (every shard is then computed again)"
+        )
+    raise StoreFormatError(
+        f"store {url} is in store format {stored!r} (written by {by}); tessera {__version__} "
+        f"reads only format {STORE_FORMAT}: {advice}"
+    )
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

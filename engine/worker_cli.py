@@ -75,7 +75,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """The ``tessera worker`` command; returns the exit code (see the module docstring)."""
     from engine.batch.index import load_job, read_index
     from engine.config import batch_env
-    from engine.errors import ShardInterrupted, SpecError
+    from engine.errors import ShardInterrupted, SpecError, TesseraError
     from engine.worker import open_store, run_shard, stop_requested
 
     install_sigterm_handler()
@@ -120,7 +120,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ShardInterrupted as exc:
         emit("shard_interrupted", **where, reason=str(exc), seconds=_since(started))
         return c.EXIT_RETRYABLE
-    except OSError as exc:  # store I/O: transient, the retry strategy reruns the shard
+    except IndexError as exc:  # the shard is out of range: a wrong --index, never retried
+        emit("worker_error", **where, error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return c.EXIT_USAGE
+    except TesseraError:
+        raise  # a store of another job or format: not transient, never retried (exit 1)
+    except Exception as exc:  # store I/O (OSError, botocore's connection errors): transient,
+        # the retry strategy reruns the shard (kernel errors come back as a failed result)
         emit("shard_io_error", **where, reason=f"{type(exc).__name__}: {exc}")
         return c.EXIT_RETRYABLE
     if result.status == "failed":

@@ -73,6 +73,23 @@ def _check_gpu_workers(
     return {GPU_RESOURCE: 1}
 
 
+def _check_tls_settings(address: str) -> None:
+    """Refuse a ``tls://`` scheduler address when Dask's config holds no TLS client settings
+    (distributed would fail with a TypeError about a missing ``ssl_context``)."""
+    if not address.startswith("tls://"):
+        return
+    from distributed.security import Security
+
+    if Security().get_connection_args("client").get("ssl_context") is None:
+        raise ExecutorError(
+            f"the scheduler address {address} uses TLS but Dask's config has no TLS settings: "
+            f"set distributed.comm.tls.ca-file, distributed.comm.tls.client.cert and "
+            f"distributed.comm.tls.client.key (a YAML file in ~/.config/dask/, or the variables "
+            f"DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT "
+            f"and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)"
+        )
+
+
 class DaskExecutor:
     """Runs shards as Dask tasks. ``scheduler`` is a scheduler address (``tcp://host:8786``);
     without one, a ``LocalCluster`` of ``workers`` processes (default: one per core) with one
@@ -189,11 +206,16 @@ class DaskExecutor:
             gpu_cluster = start_cluster(self.gpu_workers, self.workers or 0, _PINNED_ENV, visible)
             return Client(gpu_cluster), gpu_cluster
         if self.scheduler:
+            _check_tls_settings(self.scheduler)
             try:
+                # Security comes from Dask's config (distributed.comm.tls.*, require-encryption).
                 return Client(self.scheduler, timeout="30s"), None
             except OSError as exc:
+                hint = ""
+                if self.scheduler.startswith("tcp://"):
+                    hint = " (a scheduler that requires TLS needs its tls:// address)"
                 raise ExecutorError(
-                    f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
+                    f"cannot reach the Dask scheduler at {self.scheduler}: {exc}{hint}"
                 ) from None
         workers = self.workers or os.cpu_count() or 1
         cluster = LocalCluster(

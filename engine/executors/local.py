@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from engine.errors import ShardInterrupted
+from engine.errors import ShardInterrupted, TesseraError
 from engine.events import Listener, ShardFailed, ShardStarted
 from engine.spec import Job
 from engine.worker import run_shard, stop_requested
@@ -33,7 +33,13 @@ class LocalExecutor:
                 on_event(ShardStarted(index, attempt))
                 try:
                     result = run_shard(job, index)
-                except (ShardInterrupted, OSError) as exc:
+                except Exception as exc:
+                    # run_shard returns kernel errors as results; what it raises is retryable
+                    # (ShardInterrupted, store I/O: OSError, or botocore's connection errors,
+                    # which are not OSErrors), except tessera's own refusals (another job's
+                    # store): as Dask's retries= treats any task exception.
+                    if isinstance(exc, TesseraError) and not isinstance(exc, ShardInterrupted):
+                        raise
                     retry = attempt < job.retry_attempts and not stop_requested.is_set()
                     on_event(ShardFailed(index, f"{type(exc).__name__}: {exc}", retryable=retry))
                     if retry:

@@ -379,13 +379,20 @@ class PyramidKernel:
         progress: Progress | None = None,
     ) -> np.ndarray:
         source = open_source(params.source, io, threads)
+        y0, y1, x0, x1 = box
         try:
             info = source.info
             with_source(params, info.width, info.height, info.channels, info.dtype, info.format)
-            y0, y1, x0, x1 = box
             return source.read(y0, y1, x0, x1, progress)
         except ParamError as exc:
             raise ValueError(exc.message) from None
+        except SourceError:
+            raise
+        except Exception as exc:  # a decoder's error on damaged data: name the file and region
+            raise SourceError(
+                f"{params.source}: cannot read rows {y0}:{y1}, columns {x0}:{x1} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         finally:
             source.close()
 

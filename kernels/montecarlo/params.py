@@ -91,7 +91,13 @@ def _float(raw: Mapping[str, Any], key: str) -> float:
     value = raw[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamError(key, f"expected a number, got {value!r}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer of more than 308 digits
+        digits = len(str(abs(value)))
+        raise ParamError(
+            key, f"expected a finite number, got an integer of {digits} digits"
+        ) from None
     if not math.isfinite(out):
         raise ParamError(key, f"expected a finite number, got {value!r}")
     return out
