@@ -38,29 +38,13 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 TARGET_PATH_STEPS = 150e9
 TARGET_CPU_RATIO = 50.0
 TARGET_COPY_FRACTION = 0.5
-PRODUCTS = [
-    "european_call",
-    "european_put",
-    "asian_arithmetic_call",
-    "asian_geometric_call",
-    "barrier_up_out_call",
-]
 
 
 def _params(paths: int, steps: int) -> dict[str, Any]:
-    return {
-        "paths": paths,
-        "steps": steps,
-        "spot": 100.0,
-        "strike": 100.0,
-        "rate": 0.05,
-        "volatility": 0.2,
-        "maturity": 1.0,
-        "barrier": 130.0,
-        "products": PRODUCTS,
-        "antithetic": True,
-        "control_variate": True,
-    }
+    """benchmarks/montecarlo.py's job, all five products, antithetic."""
+    from benchmarks.montecarlo import CASES, base_params
+
+    return {**base_params(paths, steps), **CASES["all-products-antithetic"]}
 
 
 def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -166,7 +150,12 @@ def bench_montecarlo(quick: bool, simulated: bool) -> dict[str, Any]:
         _, args, blocks = _mc_job(paths, steps)
         return gpu.simulate_blocks(0, blocks, *args, grid=grid)
 
-    out: dict[str, Any] = {"steps": steps, "products": PRODUCTS, "antithetic": True}
+    case = _params(0, steps)
+    out: dict[str, Any] = {
+        "steps": steps,
+        "products": case["products"],
+        "antithetic": case["antithetic"],
+    }
     small = 2 * 64 if simulated else 2 * 4096 * 64
     t0 = time.perf_counter()
     gpu_run(small)  # compiles

@@ -53,27 +53,25 @@ def project_total(
     if not usages:
         return None
     work = sum(w for _, w in done) + sum(remaining_work)
-    rows = cost.run_costs(usages, work, catalogue)
+    row = choose(cost.run_costs(usages, work, catalogue), basis)
+    if row is None:
+        what = "such instance type and pricing" if ":" in basis else f"{basis} option"
+        raise ValueError(f"price basis {basis!r}: no {what} holds a shard of this job")
+    return Projection(row.cost_usd, row.target, row.pricing, len(done))
+
+
+def choose(rows: Sequence[cost.CostRow], basis: str) -> cost.CostRow | None:
+    """The row a budget is priced on: the cheapest of a pricing model from ``BASES``, or one
+    instance type's ``TYPE:spot`` / ``TYPE:on-demand``; ``None`` when no such row holds a shard.
+    Raises ``ValueError`` for an unknown basis."""
     target, _, pricing = basis.partition(":")
     if pricing:
-        chosen = [r for r in rows if r.target == target and r.pricing == pricing]
-        if not chosen:
-            raise ValueError(
-                f"price basis {basis!r}: no such instance type and pricing that "
-                f"holds a shard of this job"
-            )
-        row = chosen[0]
-    else:
-        if basis not in BASES:
-            raise ValueError(
-                f"price basis {basis!r}: expected one of {list(BASES)} or "
-                f"TYPE:spot / TYPE:on-demand"
-            )
-        found = cost.cheapest(rows, basis)
-        if found is None:
-            raise ValueError(f"price basis {basis!r}: no {basis} option holds a shard of this job")
-        row = found
-    return Projection(row.cost_usd, row.target, row.pricing, len(done))
+        return next((r for r in rows if r.target == target and r.pricing == pricing), None)
+    if basis not in BASES:
+        raise ValueError(
+            f"price basis {basis!r}: expected one of {list(BASES)} or TYPE:spot / TYPE:on-demand"
+        )
+    return cost.cheapest(rows, basis)
 
 
 class Budget:

@@ -37,6 +37,20 @@ class ShardCommitted:
     record: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False  # was already committed when the attempt started
 
+    @classmethod
+    def from_record(
+        cls, shard: int, record: dict[str, Any], skipped: bool = False
+    ) -> ShardCommitted:
+        """The event for a commit record read from the store (``_shards/<i>.json``)."""
+        return cls(
+            shard=shard,
+            seconds=float(record.get("seconds", 0.0)),
+            cpu_seconds=float(record.get("cpu_seconds", 0.0)),
+            work=int(record.get("work", 0)),
+            record=record,
+            skipped=skipped,
+        )
+
 
 @dataclass(frozen=True)
 class ShardFailed:

@@ -8,6 +8,7 @@ resources, timeout or tags and resuming is allowed.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -118,9 +119,10 @@ class Job:
             "n_shards": self.n_shards,
         }
 
-    @property
+    @functools.cached_property
     def spec_hash(self) -> str:
-        """SHA-256 hex digest of the canonical JSON of ``hashed_part()``: the job's version."""
+        """SHA-256 hex digest of the canonical JSON of ``hashed_part()``: the job's version.
+        Computed once per Job (every shard reads it; a transcode's params list every file)."""
         return hashlib.sha256(canonical_json(self.hashed_part()).encode()).hexdigest()
 
 

@@ -44,15 +44,7 @@ class ShardResult:
         """The event an executor emits for this result."""
         if self.status == "failed":
             return ShardFailed(self.shard, self.reason, retryable=False)
-        rec = self.record
-        return ShardCommitted(
-            shard=self.shard,
-            seconds=float(rec.get("seconds", 0.0)),
-            cpu_seconds=float(rec.get("cpu_seconds", 0.0)),
-            work=int(rec.get("work", 0)),
-            record=rec,
-            skipped=self.status == "skipped",
-        )
+        return ShardCommitted.from_record(self.shard, self.record, self.status == "skipped")
 
 
 def open_store(job: Job) -> tuple[Store, Plan]:

@@ -182,16 +182,7 @@ def reduce_job(job: Any) -> int:
     started = time.perf_counter()
     reduce_store(job, store)
     records = store.commit_records()
-    events = [
-        ShardCommitted(
-            shard=i,
-            seconds=float(r.get("seconds", 0.0)),
-            cpu_seconds=float(r.get("cpu_seconds", 0.0)),
-            work=int(r.get("work", 0)),
-            record=r,
-        )
-        for i, r in sorted(records.items())
-    ]
+    events = [ShardCommitted.from_record(i, r) for i, r in sorted(records.items())]
     run_report = report.build(
         job=job,
         plan=job_plan,

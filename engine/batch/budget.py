@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import cost
-from engine.budget import BASES, usage_of
+from engine.budget import choose, usage_of
 from engine.errors import BatchError
 from engine.spec import Job
 
@@ -102,14 +102,7 @@ def project(
 
 
 def _row(rows: Sequence[cost.CostRow], basis: str) -> cost.CostRow:
-    target, _, pricing = basis.partition(":")
-    if pricing:
-        chosen = [r for r in rows if r.target == target and r.pricing == pricing]
-        row = chosen[0] if chosen else None
-    elif basis in BASES:
-        row = cost.cheapest(rows, basis)
-    else:
-        raise ValueError(f"price basis {basis!r}: expected one of {list(BASES)} or TYPE:spot")
+    row = choose(rows, basis)
     if row is None:
         raise BatchError(f"price basis {basis!r}: no priced option holds a shard of this job")
     return row

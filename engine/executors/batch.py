@@ -92,15 +92,7 @@ class BatchExecutor:
             for i in sorted((store.committed() & wanted) - seen):
                 r = store.read_json(f"_shards/{i}.json") or {}
                 seen.add(i)
-                on_event(
-                    ShardCommitted(
-                        shard=i,
-                        seconds=float(r.get("seconds", 0.0)),
-                        cpu_seconds=float(r.get("cpu_seconds", 0.0)),
-                        work=int(r.get("work", 0)),
-                        record=r,
-                    )
-                )
+                on_event(ShardCommitted.from_record(i, r))
             for i, rec in sorted(store.failures().items()):
                 if i in wanted and i not in failed and i not in seen:
                     failed.add(i)
