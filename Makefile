@@ -40,8 +40,8 @@ ensure-vips:
 	else echo "libvips-tools not installed: the vips baseline will be skipped"; fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check engine kernels tests benchmarks
-	$(VENV)/bin/ruff format --check engine kernels tests benchmarks
+	$(VENV)/bin/ruff check engine kernels tessera tests benchmarks examples
+	$(VENV)/bin/ruff format --check engine kernels tessera tests benchmarks examples
 	$(VENV)/bin/mypy
 
 clean:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numba  # noqa: E402
 
 from benchmarks.common import write_result  # noqa: E402
-from engine import executors, spec  # noqa: E402
-from engine.run import run_job  # noqa: E402
+from tessera.engine import executors, spec  # noqa: E402
+from tessera.engine.run import run_job  # noqa: E402
 
 STEPS = 252
 
@@ -112,7 +112,7 @@ import resource, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
 import numba
 numba.set_num_threads(1)
-from engine import spec
+from tessera.engine import spec
 job = spec.from_dict({job_data("/tmp/unused", paths, 1)!r})
 layout = job.kernel.layout(job.params, 1)
 job.kernel.compute(job.params, job.seed, layout, 0)

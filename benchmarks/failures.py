@@ -41,19 +41,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import write_result  # noqa: E402
-from engine import executors, spec  # noqa: E402
-from engine.events import Event, ShardCommitted  # noqa: E402
-from engine.plan import pending, plan  # noqa: E402
-from engine.run import run_job  # noqa: E402
-from engine.store import Store  # noqa: E402
+from tessera.engine import executors, spec  # noqa: E402
+from tessera.engine.events import Event, ShardCommitted  # noqa: E402
+from tessera.engine.plan import pending, plan  # noqa: E402
+from tessera.engine.run import run_job  # noqa: E402
+from tessera.engine.store import Store  # noqa: E402
 from tests.jobs import to_toml  # noqa: E402
 
-TESSERA = [sys.executable, "-m", "engine.cli"]
+TESSERA = [sys.executable, "-m", "tessera.engine.cli"]
 
 
 def spin_job(store: str, shards: int, seconds: float, name: str = "bench-failures") -> dict:
     return {
-        "job": {"name": name, "kernel": "bench.spin", "store": store, "shards": shards},
+        "job": {"name": name, "kernel": "benchmarks.spin:KERNEL", "store": store, "shards": shards},
         "params": {"seconds": seconds, "payload_kib": 1},
         "retry": {"attempts": 3},
     }

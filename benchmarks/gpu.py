@@ -60,7 +60,7 @@ def device_info() -> dict[str, Any]:
     """Name, compute capability, SMs and memory of the current device; driver version."""
     from numba import cuda
 
-    from kernels import cuda_device
+    from tessera.kernels import cuda_device
 
     if cuda_device.simulated():
         return {"name": "Numba CUDA simulator", "simulated": True}
@@ -113,8 +113,8 @@ def run_gpu_tests(timeout: float) -> dict[str, Any]:
 def _mc_job(paths: int, steps: int) -> tuple[Any, tuple[Any, ...], int]:
     import numpy as np
 
-    from kernels.montecarlo.gbm import KERNEL, _constants, n_blocks
-    from kernels.rng import seed_key
+    from tessera.kernels.montecarlo.gbm import KERNEL, _constants, n_blocks
+    from tessera.kernels.rng import seed_key
 
     params = KERNEL.parse_params(_params(paths, steps))
     consts = np.array(_constants(params), dtype=np.float64)
@@ -133,8 +133,8 @@ def bench_montecarlo(quick: bool, simulated: bool) -> dict[str, Any]:
     """GPU and all-core CPU path-steps/s on the example job, and their price agreement."""
     import numba
 
-    from kernels.montecarlo import cpu, gpu
-    from kernels.montecarlo.gbm import KERNEL
+    from tessera.kernels.montecarlo import cpu, gpu
+    from tessera.kernels.montecarlo.gbm import KERNEL
 
     steps = 8 if simulated else 252
     repeats = 1 if simulated else (2 if quick else 3)
@@ -234,7 +234,7 @@ def bench_downsample(quick: bool, simulated: bool) -> dict[str, Any]:
     import numpy as np
     from numba import cuda
 
-    from kernels.imaging import gpu as imaging_gpu
+    from tessera.kernels.imaging import gpu as imaging_gpu
 
     side = 16 if simulated else (2048 if quick else 8192)
     repeats = 1 if simulated else 5
@@ -275,7 +275,7 @@ def bench_downsample(quick: bool, simulated: bool) -> dict[str, Any]:
             "target_met": bool(down_gbps / copy_gbps >= TARGET_COPY_FRACTION),
         }
         # spot check the bytes against the CPU kernel on a corner
-        from kernels.imaging import downsample
+        from tessera.kernels.imaging import downsample
 
         corner = host[:256, :256]
         assert np.array_equal(

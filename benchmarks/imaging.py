@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import write_result  # noqa: E402
 from examples.make_images import write_tiff  # noqa: E402
-from kernels.imaging.downsample import downsample2x  # noqa: E402
+from tessera.kernels.imaging.downsample import downsample2x  # noqa: E402
 
 TILE = 256
 QUALITY = 85
@@ -75,8 +75,8 @@ def timed(fn: Callable[[], Any], who: int = resource.RUSAGE_SELF) -> tuple[float
 
 
 def tessera(source: Path, out: Path, ome_zarr: bool) -> Path:
-    from engine import executors, spec
-    from engine.run import run_job
+    from tessera.engine import executors, spec
+    from tessera.engine.run import run_job
 
     shutil.rmtree(out, ignore_errors=True)
     job = spec.from_dict(

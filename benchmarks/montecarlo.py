@@ -29,8 +29,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import machine  # noqa: E402
-from kernels.montecarlo import closed_form  # noqa: E402
-from kernels.montecarlo.gbm import KERNEL  # noqa: E402
+from tessera.kernels.montecarlo import closed_form  # noqa: E402
+from tessera.kernels.montecarlo.gbm import KERNEL  # noqa: E402
 
 PRODUCTS = [
     "european_call",
@@ -72,7 +72,7 @@ def time_tessera(raw: dict[str, Any], threads: int, repeats: int) -> tuple[float
     rows = None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        arrays, _ = KERNEL.compute(params, 1, layout, 0)
+        arrays = KERNEL.compute(params, 1, layout, 0).arrays
         best = min(best, time.perf_counter() - t0)
         rows = arrays["sums"]
     return best, KERNEL.reduce(params, 1, {"sums": rows})
@@ -148,7 +148,7 @@ def time_numpy(raw: dict[str, Any], repeats: int) -> tuple[float, dict[str, floa
 _FIRST_CALL = """
 import time
 t0 = time.perf_counter()
-from kernels.montecarlo.gbm import KERNEL
+from tessera.kernels.montecarlo.gbm import KERNEL
 p = KERNEL.parse_params({raw!r})
 KERNEL.compute(p, 1, KERNEL.layout(p, 1), 0)
 print(time.perf_counter() - t0)

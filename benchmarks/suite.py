@@ -106,11 +106,16 @@ def bench_montecarlo(quick: bool) -> dict[str, Any]:
 
 
 def _spin_job(store: str, shards: int, seconds: float, payload_kib: int = 0) -> Any:
-    from engine import spec
+    from tessera.engine import spec
 
     return spec.from_dict(
         {
-            "job": {"name": "bench-spin", "kernel": "bench.spin", "store": store, "shards": shards},
+            "job": {
+                "name": "bench-spin",
+                "kernel": "benchmarks.spin:KERNEL",
+                "store": store,
+                "shards": shards,
+            },
             "params": {"seconds": seconds, "payload_kib": payload_kib},
         }
     )
@@ -118,9 +123,9 @@ def _spin_job(store: str, shards: int, seconds: float, payload_kib: int = 0) -> 
 
 def _timed_dask_run(job: Any, workers: int) -> dict[str, float]:
     """Run on a fresh LocalCluster; time from the cluster being up to the last commit."""
-    from engine import executors
-    from engine.events import Message, ShardCommitted
-    from engine.run import run_job
+    from tessera.engine import executors
+    from tessera.engine.events import Message, ShardCommitted
+    from tessera.engine.run import run_job
 
     marks: dict[str, float] = {}
 
@@ -199,9 +204,9 @@ def bench_engine(quick: bool, workers: int = 2) -> dict[str, Any]:
 
 
 def _store_throughput(url: str, shards: int, payload_kib: int) -> dict[str, float]:
-    from engine import executors
-    from engine.run import run_job
-    from engine.store import Store
+    from tessera.engine import executors
+    from tessera.engine.run import run_job
+    from tessera.engine.store import Store
 
     job = _spin_job(url, shards, 0.0, payload_kib)
     start = time.perf_counter()
@@ -289,7 +294,7 @@ def bench_gpu(quick: bool) -> dict[str, Any] | None:
 def per_dollar(rate: float) -> list[dict[str, Any]]:
     """Path-steps per dollar on every instance type and pricing model for an hour of one
     1-vCPU shard stream per vCPU at this machine's per-core ``rate``."""
-    from engine import cost
+    from tessera.engine import cost
 
     catalogue = cost.load_catalogue()
     usage = [cost.ShardUsage(3600.0, 1.0, 1024)]

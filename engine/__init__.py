@@ -3,4 +3,6 @@
 Importing ``engine`` imports neither boto3 nor distributed; backends load when used.
 """
 
-__version__ = "0.1.0"
+from tessera._version import __version__
+
+__all__ = ["__version__"]

@@ -1,9 +1,22 @@
-"""Budgets: stop dispatching shards once the projected cost of the whole job would exceed it.
+"""Budgets: the projected cost of a whole job, and stopping when it would exceed the budget.
 
-The projection prices every shard of the job: those committed as measured, the rest scaled by
-their work at the measured seconds per work unit, on the pricing basis (by default the cheapest
-on-demand instance type that holds a shard). Shards already running finish and commit; nothing
-is lost, and a later run with a higher budget resumes.
+``project`` prices every shard of the job: those committed as measured (their commit records),
+the pending ones projected to take
+
+- the committed shards' seconds scaled by their work (``tessera.engine.cost.project``), once
+  the store holds commit records of this job: a measurement of this very job;
+- otherwise ``job.timeout_s``: the most an attempt may run, so the projection is an upper bound
+  (set ``timeout_s`` near the real shard time, or commit a few shards first, to tighten it).
+
+The price is the catalogue's on the pricing basis (by default the cheapest on-demand instance
+type that holds a shard; see ``choose``), with EC2 packing and minimums as in
+``tessera.engine.cost``; or, with ``price_per_vcpu_hour``, simply vCPU-hours x that price.
+Retries are not counted.
+
+Two callers share it: ``Budget``, which tells executors to stop dispatching once the projection
+from the shards finished so far exceeds ``budget_usd`` (shards already running finish and
+commit; nothing is lost, and a later run with a higher budget resumes), and ``tessera batch
+submit``, which refuses a submission projected over budget (``tessera.engine.batch.budget``).
 """
 
 from __future__ import annotations
@@ -12,21 +25,35 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import cost
-from engine.events import Event, Message, ShardCommitted
-from engine.spec import Job
+from tessera.engine import cost
+from tessera.engine.events import Event, ShardCommitted
+from tessera.engine.spec import Job
 
 BASES = ("on-demand", "spot", "fargate", "fargate-spot")
 
 
 @dataclass(frozen=True)
 class Projection:
-    """A projected total: dollars on ``target`` under ``pricing``, from ``done`` shards."""
+    """A projected total for the whole job, in dollars (``usd``), and how it was reached:
+    ``done`` committed shards as measured plus ``pending`` shards of ``seconds_per_pending``
+    each on average (``basis`` says where those seconds came from), priced on ``priced_on``
+    (e.g. ``c7i.large spot``)."""
 
-    total_usd: float
-    target: str
-    pricing: str
+    usd: float
+    vcpu_hours: float
     done: int
+    pending: int
+    seconds_per_pending: float
+    basis: str
+    priced_on: str
+
+    def describe(self) -> str:
+        """One line with the numbers."""
+        return (
+            f"{self.done:,} committed + {self.pending:,} pending shards x "
+            f"{self.seconds_per_pending:,.1f} s ({self.basis}) = {self.vcpu_hours:,.2f} "
+            f"vCPU-hours, ${self.usd:,.2f} on {self.priced_on}"
+        )
 
 
 def usage_of(job: Job, record: Mapping[str, Any]) -> cost.ShardUsage:
@@ -39,25 +66,49 @@ def usage_of(job: Job, record: Mapping[str, Any]) -> cost.ShardUsage:
     )
 
 
-def project_total(
+def project(
     job: Job,
-    done: Sequence[tuple[cost.ShardUsage, int]],
-    remaining_work: Sequence[int],
-    catalogue: cost.Catalogue,
+    records: Mapping[int, Mapping[str, Any]],
+    pending: Sequence[int],
+    shard_work: Sequence[int],
+    *,
+    catalogue: cost.Catalogue | None = None,
     basis: str = "on-demand",
-) -> Projection | None:
-    """The projected cost of the whole job on ``basis`` (a pricing model from ``BASES``, or
-    ``TYPE:spot`` / ``TYPE:on-demand`` for one instance type). ``None`` before any shard has
-    finished (nothing to scale from). Raises ``ValueError`` for an unknown basis."""
-    usages = cost.project(done, remaining_work)
-    if not usages:
-        return None
-    work = sum(w for _, w in done) + sum(remaining_work)
-    row = choose(cost.run_costs(usages, work, catalogue), basis)
-    if row is None:
-        what = "such instance type and pricing" if ":" in basis else f"{basis} option"
-        raise ValueError(f"price basis {basis!r}: no {what} holds a shard of this job")
-    return Projection(row.cost_usd, row.target, row.pricing, len(done))
+    price_per_vcpu_hour: float | None = None,
+) -> Projection:
+    """Project the whole job's cost: the shards of ``records`` (commit records by shard) as
+    measured, the ``pending`` shards scaled from them by ``shard_work`` (or, before any shard
+    took time, at ``job.timeout_s`` each, an upper bound). Raises ``ValueError`` for an unknown
+    basis or when no option on it holds a shard of this job."""
+    done = [(usage_of(job, r), int(r.get("work", shard_work[i]))) for i, r in records.items()]
+    remaining = [shard_work[i] for i in pending]
+    if done and sum(u.seconds for u, _ in done) > 0:
+        usages, how = cost.project(done, remaining), f"scaled from {len(done)} committed shards"
+    else:
+        res = job.resources
+        worst = cost.ShardUsage(float(job.timeout_s), res.vcpus, res.memory_mib, res.gpus)
+        usages, how = [u for u, _ in done] + [worst] * len(pending), "job.timeout_s, an upper bound"
+    projected = usages[len(done) :]
+    per_pending = sum(u.seconds for u in projected) / len(projected) if projected else 0.0
+    vcpu_hours = sum(u.seconds * u.vcpus for u in usages) / 3600.0
+    if price_per_vcpu_hour is not None:
+        usd, priced_on = vcpu_hours * price_per_vcpu_hour, f"${price_per_vcpu_hour:g}/vCPU-hour"
+    else:
+        work = sum(w for _, w in done) + sum(remaining)
+        row = choose(cost.run_costs(usages, work, catalogue or cost.load_catalogue()), basis)
+        if row is None:
+            what = "such instance type and pricing" if ":" in basis else f"{basis} option"
+            raise ValueError(f"price basis {basis!r}: no {what} holds a shard of this job")
+        usd, priced_on = row.cost_usd, f"{row.target} {row.pricing}"
+    return Projection(
+        usd=usd,
+        vcpu_hours=vcpu_hours,
+        done=len(done),
+        pending=len(pending),
+        seconds_per_pending=per_pending,
+        basis=how,
+        priced_on=priced_on,
+    )
 
 
 def choose(rows: Sequence[cost.CostRow], basis: str) -> cost.CostRow | None:
@@ -75,7 +126,9 @@ def choose(rows: Sequence[cost.CostRow], basis: str) -> cost.CostRow | None:
 
 
 class Budget:
-    """Listens to commits and tells executors whether to dispatch another shard."""
+    """Listens to commits and tells executors whether to dispatch another shard: no once the
+    projection (``project``, from the shards committed so far) exceeds the limit. Before any
+    shard has committed there is nothing to measure, and every shard is admitted."""
 
     def __init__(
         self,
@@ -91,20 +144,26 @@ class Budget:
         self.shard_work = shard_work
         self.catalogue = catalogue
         self.basis = basis
-        self.done: dict[int, tuple[cost.ShardUsage, int]] = {
-            i: (usage_of(job, r), int(r.get("work", shard_work[i]))) for i, r in committed.items()
-        }
+        self.records: dict[int, Mapping[str, Any]] = dict(committed)
         self.stopped: Projection | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ShardCommitted):
-            self.done[event.shard] = (usage_of(self.job, event.record), event.work)
+            self.records[event.shard] = {**event.record, "work": event.work}
 
     def projection(self) -> Projection | None:
-        """The projected total now, or ``None`` before the first shard has finished."""
-        remaining = [w for i, w in enumerate(self.shard_work) if i not in self.done]
-        return project_total(
-            self.job, list(self.done.values()), remaining, self.catalogue, self.basis
+        """The projected total now, or ``None`` before a committed shard has taken measurable
+        time (a run never stops on the ``timeout_s`` upper bound alone)."""
+        if not any(float(r.get("seconds", 0.0)) > 0 for r in self.records.values()):
+            return None
+        pending = [i for i in range(len(self.shard_work)) if i not in self.records]
+        return project(
+            self.job,
+            self.records,
+            pending,
+            self.shard_work,
+            catalogue=self.catalogue,
+            basis=self.basis,
         )
 
     def admit(self, shard: int) -> bool:
@@ -112,7 +171,7 @@ class Budget:
         if self.stopped is not None:
             return False
         projected = self.projection()
-        if projected is None or projected.total_usd <= self.limit:
+        if projected is None or projected.usd <= self.limit:
             return True
         self.stopped = projected
         return False
@@ -123,14 +182,7 @@ class Budget:
         if p is None:
             return ""
         return (
-            f"budget: the projected total ${p.total_usd:.4f} ({p.target} {p.pricing}, from "
-            f"{p.done} finished shards) exceeds budget_usd ${self.limit:.4f}; stopped "
-            f"dispatching. Committed shards are kept: run again with a higher budget "
-            f"(--budget) to resume."
+            f"budget: the projected total ${p.usd:.4f} ({p.priced_on}, from {p.done} finished "
+            f"shards) exceeds budget_usd ${self.limit:.4f}; stopped dispatching. Committed "
+            f"shards are kept: run again with a higher budget (--budget) to resume."
         )
-
-
-def notify(listener: Any, budget: Budget) -> None:
-    """Emit the budget's stop message as an event (for progress and logs)."""
-    if budget.stopped is not None:
-        listener(Message(budget.message()))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 when every shard committed and the result was written (``run``), the store is
 complete (``status``) or the job file is valid (``validate``); 1 when shards failed or are
-pending, or the store/executor refused; 2 for an invalid job file or command line.
+pending, or the store/executor refused; 2 for an invalid job file or command line; 130 when
+interrupted (Ctrl-C; committed shards are kept).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from engine import __version__, spec
-from engine.errors import SpecError, TesseraError
+from tessera.engine import __version__, spec
+from tessera.engine.config import settings
+from tessera.engine.errors import SpecError, TesseraError
 
-log = logging.getLogger("engine.cli")
+log = logging.getLogger("tessera.engine.cli")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,15 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: committed shards are kept; run again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if not _unreachable_store(exc):
             raise
-        print(
-            f"error: the store cannot be reached: {type(exc).__name__}: {exc}; committed shards "
-            f"are kept, run again to resume",
-            file=sys.stderr,
-        )
+        kept = "; committed shards are kept, run again to resume" if args.command == "run" else ""
+        print(f"error: S3 could not be reached: {type(exc).__name__}: {exc}{kept}", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -59,8 +59,17 @@ def _unreachable_store(exc: BaseException) -> bool:
     return module is not None and isinstance(exc, module.BotoCoreError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations: ``--shard 3`` is an error, not ``--shards 3`` (every subcommand's
+    parser is of this class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tessera", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tessera", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tessera {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         help="LocalCluster GPU workers, one per GPU (CUDA_VISIBLE_DEVICES set for each); "
         "with it, --workers counts CPU workers only (default none)",
     )
+    run.add_argument(
+        "--upload-kernel",
+        action="store_true",
+        help="ship a kernel that is a single module to the workers of --scheduler "
+        "(Client.upload_file)",
+    )
     run.add_argument("--budget", type=float, help="override job.budget_usd (USD)")
     run.add_argument("--prices", help="price file extending the catalogue (or TESSERA_PRICES)")
     run.add_argument(
@@ -99,11 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show a store's shards, failures and result")
     status.add_argument("store", help="store location (path, file://, s3://)")
     status.add_argument("--json", action="store_true", help="print machine-readable status")
+    status.add_argument(
+        "-v",
+        "--verbose",
+        dest="frames",
+        action="store_true",
+        help="show the last traceback frames of each failed shard",
+    )
     status.add_argument("--prices", help="price file extending the catalogue (or TESSERA_PRICES)")
     status.set_defaults(func=_cmd_status)
 
     validate = sub.add_parser("validate", help="check a job file before any work")
     validate.add_argument("job", help="job file (TOML or JSON)")
+    validate.add_argument("--shards", type=int, help="override job.shards, as for run")
+    validate.add_argument("--store", help="override job.store, as for run")
     validate.add_argument("--canonical", action="store_true", help="print the canonical JSON")
     validate.set_defaults(func=_cmd_validate)
 
@@ -115,19 +139,41 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", help="folder for the JSON and PNG (default benchmarks/results)")
     bench.set_defaults(func=_cmd_bench)
 
+    kernels = sub.add_parser("kernels", help="list the installed kernels and who provides them")
+    kernels.add_argument("--json", action="store_true", help="print them as JSON")
+    kernels.set_defaults(func=_cmd_kernels)
+
     view = sub.add_parser("view", help="serve a local store's Deep Zoom viewer on localhost")
     view.add_argument("store", help="local store or folder holding .dzi output")
     view.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     view.set_defaults(func=_cmd_view)
-    from engine.batch.cli import add_parsers  # batch render|submit|status|doctor|local, worker
+    from tessera.engine.batch.cli import (
+        add_parsers,  # batch render|submit|status|doctor|local, worker
+    )
 
     add_parsers(sub)
     return parser
 
 
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    import tessera
+
+    found = tessera.list_kernels()
+    if args.json:
+        print(json.dumps([k.to_dict() for k in found], indent=2))
+        return EXIT_OK
+    rows = [("kernel", "distribution", "version", "target")]
+    rows += [(k.name, k.distribution or "-", k.version or "-", k.target) for k in found]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    print('any other kernel: kernel = "package.module:ATTRIBUTE" in the job file')
+    return EXIT_OK
+
+
 def _cmd_view(args: argparse.Namespace) -> int:
-    from engine.viewer import serve
+    from tessera.engine.viewer import serve
 
     code: int = serve(args.store, host=args.host, port=args.port)
     return code
@@ -151,25 +197,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    job = spec.load(args.job)
+    if args.shards is not None and args.shards < 1:
+        raise SpecError("--shards", f"{args.shards} is out of range; expected >= 1")
+    job = spec.load(args.job, overrides={"shards": args.shards, "store": args.store})
     if args.canonical:
         print(job.canonical_json())
         return EXIT_OK
-    from engine.plan import plan
+    from tessera.engine.plan import plan
+    from tessera.engine.report import plural
 
     job_plan = plan(job)
     print(
-        f"ok: job {job.name}, kernel {job.kernel_name}, {job_plan.n_shards} shards, "
+        f"ok: job {job.name}, kernel {job.kernel_name}, {plural(job_plan.n_shards, 'shard')}, "
         f"{job_plan.work:,} {job_plan.work_unit}, store {job.store}, spec {job.spec_hash[:12]}"
     )
     return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine import cost, executors
-    from engine.config import settings
-    from engine.report import Progress, render
-    from engine.run import run_job
+    import tessera
 
     if args.shards is not None and args.shards < 1:
         raise SpecError("--shards", f"{args.shards} is out of range; expected >= 1")
@@ -177,37 +223,57 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SpecError("--workers", f"{args.workers} is out of range; expected >= 1")
     if args.gpu_workers is not None and args.gpu_workers < 1:
         raise SpecError("--gpu-workers", f"{args.gpu_workers} is out of range; expected >= 1")
-    job = spec.load(args.job, overrides={"shards": args.shards, "store": args.store})
-    env = settings()
-    executor = executors.create(
-        args.executor or env.executor,
-        scheduler=args.scheduler or env.scheduler,
-        workers=args.workers or env.workers,
-        gpu_workers=args.gpu_workers,
-    )
     if args.budget is not None and args.budget <= 0:
         raise SpecError("--budget", f"{args.budget} is out of range; expected > 0")
-    catalogue = cost.load_catalogue(args.prices or env.prices)
-    progress = Progress()
+    job = tessera.load(args.job, shards=args.shards, store=args.store)
     try:
-        outcome = run_job(
+        outcome = tessera.run(
             job,
-            executor,
-            progress,
+            args.executor,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            gpu_workers=args.gpu_workers,
+            upload_kernel=args.upload_kernel,
+            progress=True,
             budget_usd=args.budget,
-            catalogue=catalogue,
-            price_basis=args.price_basis or env.price_basis,
+            price_basis=args.price_basis,
+            prices=args.prices,
         )
-    finally:
-        progress.close()
+    except KeyboardInterrupt:
+        print(f"interrupted: {_kept(job.store)}; run again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _after_run(job, outcome, args)
+
+
+def _kept(store_url: str) -> str:
+    """How many shards a store holds committed, for the interrupt message."""
+    from tessera.engine.report import plural
+    from tessera.engine.store import Store
+
+    try:
+        done = len(Store.open_existing(store_url).committed())
+    except Exception:  # the store was never created, or cannot be read now
+        return "committed shards are kept"
+    return f"{plural(done, 'shard')} committed and kept"
+
+
+def _after_run(job: Any, outcome: Any, args: argparse.Namespace) -> int:
+    """Print the outcome of ``tessera run`` and return its exit code."""
+    from tessera.engine.report import render
+
+    # With --json, stdout holds report.json and nothing else; every other line goes to stderr.
+    notes = sys.stderr if args.json else sys.stdout
     if args.json:
         print(json.dumps(outcome.report, indent=2, sort_keys=True))
     else:
         print(render(outcome.result, outcome.report))
     for error in outcome.item_errors:
-        print(f"FAILED shard {error['shard']} input {error.get('input')}: {error.get('reason')}")
+        print(
+            f"FAILED shard {error['shard']} input {error.get('input')}: {error.get('reason')}",
+            file=notes,
+        )
     if outcome.ok:
-        print(f"result: {job.store}/result.json")
+        print(f"result: {job.store}/result.json", file=notes)
         return EXIT_OK
     if outcome.item_errors and outcome.committed == outcome.n_shards:
         print(
@@ -216,8 +282,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    if outcome.budget_stop:
-        print(outcome.budget_stop, file=sys.stderr)
     pending = outcome.n_shards - outcome.committed
     print(
         f"incomplete: {pending} of {outcome.n_shards} shards not committed "
@@ -228,79 +292,57 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from engine.plan import pending
-    from engine.run import item_errors_of
-    from engine.spec import normalise_store_url
-    from engine.store import Store
+    import tessera
 
-    store = Store.open_existing(normalise_store_url(args.store))
-    meta = store.meta
-    n = store.n_shards
-    done = store.committed()
-    failures = store.failures()
-    attempts = store.attempts()
-    todo = [i for i in pending(n, done) if i not in failures]
-    item_errors = item_errors_of(store.commit_records())
-    result = store.read_json("result.json")
+    state = tessera.status(args.store)
     if args.json:
+        print(json.dumps(state.to_dict(), indent=2))
+        return EXIT_OK if state.complete else EXIT_FAILED
+    job = state.job_spec["job"]
+    print(f"store {state.store}: job {job['name']} ({job['kernel']}), spec {state.spec_hash[:12]}")
+    print(
+        f"shards: {state.committed}/{state.n_shards} committed, {len(state.failed)} failed, "
+        f"{len(state.pending)} pending"
+    )
+    for i, rec in sorted(state.failed.items()):
         print(
-            json.dumps(
-                {
-                    "store": store.url,
-                    "job": meta["job"]["job"]["name"],
-                    "spec_hash": meta["spec_hash"],
-                    "n_shards": n,
-                    "committed": len(done),
-                    "pending": todo,
-                    "failed": {str(i): r.get("reason") for i, r in sorted(failures.items())},
-                    "failed_inputs": item_errors,
-                    "complete": result is not None and len(done) == n and not item_errors,
-                },
-                indent=2,
-            )
+            f"  FAILED shard {i} (attempt {rec.get('attempt')}, host {rec.get('host')}): "
+            f"{rec.get('reason')}"
         )
-    else:
-        job = meta["job"]["job"]
+        if args.frames or args.verbose:
+            for frame in rec.get("traceback", []):
+                print(f"    {frame['file']}:{frame['line']} in {frame['function']}")
+                if frame.get("code"):
+                    print(f"      {frame['code']}")
+    if state.pending:
+        todo = state.pending
+        shown = ", ".join(map(str, todo[:20])) + (" ..." if len(todo) > 20 else "")
+        print(f"  pending: {shown}")
+    for error in state.failed_inputs:
         print(
-            f"store {store.url}: job {job['name']} ({job['kernel']}), spec {meta['spec_hash'][:12]}"
+            f"  FAILED input {error.get('input')} (shard {error['shard']}): {error.get('reason')}"
         )
-        print(f"shards: {len(done)}/{n} committed, {len(failures)} failed, {len(todo)} pending")
-        for i, rec in sorted(failures.items()):
-            print(
-                f"  FAILED shard {i} (attempt {rec.get('attempt')}, host {rec.get('host')}): "
-                f"{rec.get('reason')}"
-            )
-        if todo:
-            shown = ", ".join(map(str, todo[:20])) + (" ..." if len(todo) > 20 else "")
-            print(f"  pending: {shown}")
-        for error in item_errors:
-            print(
-                f"  FAILED input {error.get('input')} (shard {error['shard']}): "
-                f"{error.get('reason')}"
-            )
-        retried = {i: a for i, a in attempts.items() if a > 1}
-        if retried:
-            print(f"  shards with more than one attempt: {len(retried)}")
-        run_report = store.read_json("report.json")
-        if run_report is not None:
-            from engine import cost
-            from engine.config import settings
-            from engine.report import cost_section, render
-            from engine.spec import from_dict
+    retried = {i: a for i, a in state.attempts.items() if a > 1}
+    if retried:
+        print(f"  shards with more than one attempt: {len(retried)}")
+    run_report = state.report
+    if run_report is not None:
+        prices = args.prices or settings().prices
+        if prices and state.committed:
+            from tessera.engine import cost
+            from tessera.engine.report import cost_section
+            from tessera.engine.store import Store
 
-            prices = args.prices or settings().prices
-            records = store.commit_records()
-            if prices and records:
-                job_of_store = from_dict(meta["job"])
-                run_report["cost"] = cost_section(
-                    job_of_store, records, cost.load_catalogue(prices)
-                )
+            store = Store.open_existing(state.store)
+            run_report["cost"] = cost_section(
+                store.stored_job(), store.commit_records(), cost.load_catalogue(prices)
+            )
+        from tessera.engine.report import render
 
-            print(render(result, run_report))
-        elif result is not None:
-            print(json.dumps(result, indent=2))
-    complete = result is not None and len(done) == n and not item_errors
-    return EXIT_OK if complete else EXIT_FAILED
+        print(render(state.result, run_report))
+    elif state.result is not None:
+        print(json.dumps(state.result, indent=2))
+    return EXIT_OK if state.complete else EXIT_FAILED
 
 
 if __name__ == "__main__":

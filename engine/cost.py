@@ -183,9 +183,9 @@ def ec2_cost(usages: Sequence[ShardUsage], itype: InstanceType, hourly: float) -
 
 def fargate_size(vcpus: float, memory_mib: int) -> tuple[float, float]:
     """The smallest valid Fargate task size (vCPU, GiB) holding ``vcpus`` and ``memory_mib``
-    (the menu is ``engine.batch.fargate.PAIRS``). Raises ``ValueError`` when none does (over 16
-    vCPU or 120 GiB)."""
-    from engine.batch.fargate import smallest_fit
+    (the menu is ``tessera.engine.batch.fargate.PAIRS``). Raises ``ValueError`` when none does
+    (over 16 vCPU or 120 GiB)."""
+    from tessera.engine.batch.fargate import smallest_fit
 
     fit = smallest_fit(vcpus, memory_mib)
     if fit is None:

@@ -28,17 +28,28 @@ class StoreFormatError(StoreError):
     """The store was written in a store format this tessera does not read."""
 
 
-class ShardError(TesseraError, RuntimeError):
-    """A shard's kernel raised; names the shard and carries the original message."""
-
-    def __init__(self, shard: int, message: str) -> None:
-        super().__init__(f"shard {shard}: {message}")
-        self.shard = shard
-        self.message = message
+class LentIOError(TesseraError, OSError):
+    """I/O that the engine lent a kernel (``ShardIO`` reads and writes, on disk or S3) failed
+    for a reason other than a missing or unreadable input: an outage, a full or read-only
+    store. Retryable, even when raised inside ``compute``."""
 
 
 class ShardInterrupted(TesseraError, RuntimeError):
     """A shard was stopped before its commit (SIGTERM, spot notice); safe to retry."""
+
+
+class Unreachable(TesseraError, OSError):
+    """An endpoint (an input's or the store's S3, a Dask scheduler) accepts no connection; the
+    message names which and what to do."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a shard attempt that raised ``exc`` (outside the kernel's own errors, which
+    ``run_shard`` records) may be retried: a stop before commit, lent I/O, store I/O and
+    connection errors are; tessera's refusals (another job's store) are not."""
+    if isinstance(exc, (ShardInterrupted, LentIOError)):
+        return True
+    return not isinstance(exc, TesseraError)
 
 
 class ExecutorError(TesseraError, RuntimeError):

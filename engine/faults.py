@@ -2,7 +2,9 @@
 
 Syntax: ``;``-separated rules ``SHARD:ACTION[:ATTEMPTS]``. ACTION is ``raise`` (the kernel raises
 an error, as a bad input would), ``exit`` (the process dies at once with status 137, as a
-SIGKILL would) or ``interrupt`` (the shard is stopped before its commit, as on SIGTERM).
+SIGKILL would), ``interrupt`` (the shard is stopped before its commit, as on SIGTERM) or ``io``
+(the first read or write the engine lends the kernel fails, as in an S3 outage; a kernel that
+uses no lent I/O is not affected).
 ATTEMPTS limits the fault to the first N attempts ("fail the first two attempts of shard 3,
 then succeed" is ``3:raise:2``); without it the fault is permanent. Empty means no faults.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-ACTIONS = ("raise", "exit", "interrupt")
+ACTIONS = ("raise", "exit", "interrupt", "io")
 
 
 @dataclass(frozen=True)

@@ -4,40 +4,50 @@ outputs into the store or to absolute URLs."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Mapping
-from typing import Any, BinaryIO
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, TypeVar, cast
 
 import fsspec
 import numpy as np
 
-from engine.config import storage_options
+from tessera.engine import urls
+from tessera.engine.config import storage_options
+from tessera.engine.errors import LentIOError
+
+T = TypeVar("T")
 
 
 def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
+    return urls.is_local(url)
 
 
 INPUT_SCHEMES = ("file", "s3")
 
 
+class UnsupportedURL(OSError):
+    """An input URL of a scheme tessera does not read (the job's fault: not retried)."""
+
+
 def _check_scheme(url: str) -> None:
-    """Refuse a URL of another scheme before fsspec tries it (ftp:// or http:// would reach out
-    to the network at validate time; unknown ones raise ValueError or ImportError)."""
+    """Refuse (``UnsupportedURL``, an ``OSError``) a URL of another scheme before fsspec tries it
+    (ftp:// or http:// would reach out to the network at validate time; unknown ones raise
+    ValueError or ImportError)."""
     scheme = url.split("://", 1)[0] if "://" in url else "file"
     if scheme not in INPUT_SCHEMES:
-        raise OSError(
+        raise UnsupportedURL(
             f"{url}: unsupported URL scheme {scheme}://; inputs are local paths, file:// or "
             f"s3:// URLs"
         )
 
 
 class Inputs:
-    """``kernels.base.InputIO``: open and list inputs on local disk, file:// or s3://."""
+    """``tessera.kernels.base.InputIO``: open and list inputs on local disk, file:// or s3://."""
 
     def open_input(self, url: str) -> BinaryIO:
-        """A seekable binary file for ``url``; the caller closes it. ``OSError`` for a URL of
-        another scheme."""
+        """A seekable binary file for ``url``; the caller closes it. ``UnsupportedURL`` for a
+        URL of another scheme."""
         _check_scheme(url)
         if _is_local(url):
             return open(url.removeprefix("file://"), "rb")
@@ -46,7 +56,7 @@ class Inputs:
         return handle
 
     def list_inputs(self, pattern: str) -> list[str]:
-        """URLs matching the glob ``pattern``, sorted, keeping the scheme. ``OSError`` for a
+        """URLs matching the glob ``pattern``, sorted, keeping the scheme. ``UnsupportedURL`` for a
         URL of another scheme."""
         _check_scheme(pattern)
         if _is_local(pattern):
@@ -58,12 +68,56 @@ class Inputs:
         return sorted(f"{protocol}://{p}" for p in fs.glob(path))
 
 
-class StoreIO(Inputs):
-    """``kernels.base.ShardIO`` over an opened store: lazy output arrays, array and file writes."""
+# Errors that say an input is missing or unreadable: the job's fault, not the engine's. Every
+# other failure of lent I/O (an outage, a full store) is retryable.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    UnsupportedURL,
+)
 
-    def __init__(self, store: Any, device: str = "cpu") -> None:
+
+class StoreIO(Inputs):
+    """``tessera.kernels.base.ShardIO`` over an opened store: lazy output arrays, array and file
+    writes, input reads.
+
+    A failure of this I/O other than a missing or unreadable input is raised as
+    ``LentIOError`` and remembered in ``failure``: the worker then retries the shard even if
+    the kernel caught the error and raised another."""
+
+    def __init__(self, store: Any, device: str = "cpu", fail_first: bool = False) -> None:
         self._store = store
         self._device = device
+        self._fail_next = fail_first  # a scripted outage (TESSERA_FAULTS action "io")
+        self.failure: LentIOError | None = None
+
+    def _lent(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            if self._fail_next:
+                self._fail_next = False
+                raise ConnectionError("injected I/O fault (TESSERA_FAULTS)")
+            return call()
+        except INPUT_ERRORS:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ValueError) and not _is_connection_error(exc):
+                raise  # a bad URL or selection is the kernel's error
+            error = LentIOError(f"{what}: {type(exc).__name__}: {exc}")
+            self.failure = error
+            raise error from exc
+
+    def open_input(self, url: str) -> BinaryIO:
+        """``Inputs.open_input``; an outage raises ``LentIOError``, on opening and on every read
+        or seek after (s3fs fetches bytes when they are read)."""
+        what = f"reading {url}"
+        handle = self._lent(what, lambda: Inputs.open_input(self, url))
+        return cast(BinaryIO, _LentFile(handle, lambda call: self._lent(what, call)))
+
+    def list_inputs(self, pattern: str) -> list[str]:
+        """``Inputs.list_inputs``; an outage raises ``LentIOError``."""
+        return self._lent(f"listing {pattern}", lambda: Inputs.list_inputs(self, pattern))
 
     @property
     def arrays(self) -> Mapping[str, Any]:
@@ -77,21 +131,65 @@ class StoreIO(Inputs):
 
     def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` into ``selection`` of the output array ``name``."""
-        self._store.array(name)[selection] = data
+
+        def write() -> None:
+            self._store.array(name)[selection] = data
+
+        self._lent(f"writing array {name}", write)
 
     def write_file(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` in the store, or to an absolute URL / path."""
-        if "://" in path or os.path.isabs(path):
-            write_bytes(path, data)
-        else:
-            write_bytes(f"{self._store.url}/{path}", data)
+        url = self._url(path)
+        self._lent(f"writing {url}", lambda: write_bytes(url, data))
 
     def read_file(self, path: str) -> bytes:
         """Read a file that ``write_file`` wrote (e.g. a kernel's partial results, gathered by its
         final step): ``path`` relative to the store, or an absolute URL / path."""
-        url = path if "://" in path or os.path.isabs(path) else f"{self._store.url}/{path}"
-        with self.open_input(url) as fh:
-            return fh.read()
+        url = self._url(path)
+
+        def read() -> bytes:
+            with Inputs.open_input(self, url) as fh:
+                return fh.read()
+
+        return self._lent(f"reading {url}", read)
+
+    def _url(self, path: str) -> str:
+        return path if urls.is_absolute(path) else urls.join(self._store.url, path)
+
+
+class _LentFile:
+    """A file object whose reads and seeks go through ``StoreIO._lent`` (everything else is
+    the wrapped handle's)."""
+
+    _GUARDED = frozenset(
+        {"read", "read1", "readinto", "readinto1", "readline", "readlines", "seek"}
+    )
+
+    def __init__(self, handle: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
+        self._handle = handle
+        self._guard = guard
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._handle, name)
+        if name in self._GUARDED and callable(value):
+            return lambda *args, **kwargs: self._guard(lambda: value(*args, **kwargs))
+        return value
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def __enter__(self) -> _LentFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """botocore's connection errors (S3 down) are ValueErrors for no good reason in some
+    versions; they are outages. botocore is looked up, never imported."""
+    module = sys.modules.get("botocore.exceptions")
+    return module is not None and isinstance(exc, module.BotoCoreError)
 
 
 class _LazyArrays(Mapping[str, Any]):
@@ -120,6 +218,8 @@ def write_bytes(url: str, data: bytes) -> None:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
+            # mkstemp makes the file 0600; give it the mode open() would (0644 under umask 022)
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
@@ -134,6 +234,24 @@ def write_bytes(url: str, data: bytes) -> None:
         return
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
     fs.pipe_file(path, data)
+
+
+_UMASK: list[int] = []
+
+
+def _umask() -> int:
+    """The process's umask, read once (without the thread-unsafe set-and-restore of
+    ``os.umask`` when /proc tells it)."""
+    if not _UMASK:
+        try:
+            with open("/proc/self/status") as fh:
+                line = next(x for x in fh if x.startswith("Umask:"))
+            _UMASK.append(int(line.split()[1], 8))
+        except (OSError, StopIteration, ValueError):
+            mask = os.umask(0o022)
+            os.umask(mask)
+            _UMASK.append(mask)
+    return _UMASK[0]
 
 
 def naming(exc: OSError, path: str) -> OSError:

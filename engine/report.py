@@ -8,11 +8,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from engine import cost
-from engine.budget import usage_of
-from engine.events import Event, Message, RunStarted, ShardCommitted, ShardFailed
-from engine.plan import Plan
-from engine.spec import Job
+from tessera.engine import cost
+from tessera.engine.budget import usage_of
+from tessera.engine.events import Event, Message, RunStarted, ShardCommitted, ShardFailed
+from tessera.engine.plan import Plan
+from tessera.engine.spec import Job
 
 PER_SHARD_LIMIT = 10_000  # report.json lists shards one by one up to this many
 
@@ -138,7 +138,65 @@ def _si(value: float) -> str:
     for factor, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
         if abs(value) >= factor:
             return f"{value / factor:.2f}{suffix} "
+    if float(value).is_integer():
+        return f"{int(value)} "
     return f"{value:.2f} "
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 shard``, ``2 shards``, ``1,204 inputs``."""
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _table(rows: Sequence[Mapping[str, Any]], indent: str = "  ") -> list[str]:
+    """Rows of scalars as aligned columns; nested values are summarised, never repr'd."""
+    columns = [k for k in rows[0] if all(_is_scalar(r.get(k)) for r in rows)]
+    cells = [[_scalar(r.get(k)) if r.get(k) is not None else "-" for k in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    out = [indent + "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    out += [indent + "  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return out
+
+
+def render_answer(result: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """A kernel's answer for people: scalars as ``key: value``, lists of records as small
+    tables, nested tables as dotted keys; ``None`` left out. Never a Python repr."""
+    lines: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if value is None:
+            return
+        if _is_scalar(value):
+            lines.append(f"{prefix}: {_scalar(value)}")
+        elif isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, Sequence) and value and all(isinstance(v, Mapping) for v in value):
+            lines.append(f"{prefix}: {plural(len(value), 'entry', 'entries')}")
+            lines.extend(_table(value))
+        elif isinstance(value, Sequence):
+            items = [_scalar(v) for v in value[:8] if _is_scalar(v)]
+            more = f", ... ({len(value):,} in all)" if len(value) > 8 else ""
+            lines.append(f"{prefix}: {', '.join(items)}{more}" if items else f"{prefix}: -")
+
+    for key, value in result.items():
+        if key not in ("kernel", "params", "seed", *skip):
+            walk(str(key), value)
+    return lines
 
 
 def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> str:
@@ -154,18 +212,17 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
             )
         lines.append("")
     elif result:
-        for key, value in result.items():
-            if key not in ("kernel", "params", "seed"):
-                lines.append(f"{key}: {value}")
+        lines.extend(render_answer(result))
         lines.append("")
     run = run_report["this_run"]
     shards = run_report["shards"]
     unit = run_report["work_unit"]
     rate = run.get("rate_per_s")
+    peak = shards["peak_rss_mib_max"]
     rows = [
         (
             "shards",
-            f"{run_report['committed']}/{run_report['n_shards']} committed, "
+            f"{run_report['committed']} of {plural(run_report['n_shards'], 'shard')} committed, "
             f"{run['shards']} computed in this run, {len(run_report['failed'])} failed",
         ),
         ("wall time", f"{run['wall_seconds']:.2f} s ({run_report['executor']} executor)"),
@@ -187,7 +244,10 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
             if shards["seconds_min"] is not None
             else "-",
         ),
-        ("peak memory/shard", f"{shards['peak_rss_mib_max']} MiB (worker process peak RSS)"),
+        (
+            "peak memory/shard",
+            f"{peak} MiB (worker process peak RSS)" if peak is not None else "-",
+        ),
     ]
     lines.extend(f"{k:<24} {v}" for k, v in rows)
     if "cost" in run_report:
@@ -195,6 +255,65 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
     for shard, reason in run_report["failed"].items():
         lines.append(f"FAILED shard {shard}: {reason}")
     return "\n".join(lines)
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython is imported and runs an IPKernelApp)."""
+    module = sys.modules.get("IPython")
+    shell = module.get_ipython() if module is not None else None  # type: ignore[attr-defined]
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class NotebookProgress:
+    """Progress listener for Jupyter: a ``tqdm.auto`` widget of shards committed."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        self.bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.bar = self._tqdm(
+                total=event.n_shards,
+                initial=event.n_shards - event.pending,
+                desc=f"job {event.job}",
+                unit="shard",
+            )
+        elif isinstance(event, ShardCommitted) and self.bar is not None:
+            self.bar.update(1)
+        elif isinstance(event, (ShardFailed, Message)) and self.bar is not None:
+            text = (
+                event.text if isinstance(event, Message) else f"shard {event.shard}: {event.reason}"
+            )
+            self.bar.write(text)
+
+    def close(self) -> None:
+        """Close the widget."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _NoProgress:
+    def __call__(self, event: Event) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_listener(show: bool | None) -> Progress | NotebookProgress | _NoProgress:
+    """The progress display for a run: ``True`` shows one (a widget in Jupyter, a bar on a
+    terminal, log lines otherwise), ``False`` none, ``None`` one only in Jupyter or on a
+    terminal."""
+    if show is False:
+        return _NoProgress()
+    if in_notebook():
+        return NotebookProgress()
+    if show is None and not sys.stderr.isatty():
+        return _NoProgress()
+    return Progress()
 
 
 class Progress:
@@ -218,7 +337,7 @@ class Progress:
             self.done = event.n_shards - event.pending
             self.started = time.perf_counter()
             self._line(
-                f"job {self.job}: {self.pending} of {self.total} shards to run "
+                f"job {self.job}: {self.pending} of {plural(self.total, 'shard')} to run "
                 f"({event.executor} executor)"
             )
         elif isinstance(event, ShardCommitted):
@@ -228,12 +347,12 @@ class Progress:
                 self._bar()
             else:
                 self._line(
-                    f"job {self.job} shard {event.shard}/{self.total} committed in "
-                    f"{event.seconds:.2f} s ({self.done}/{self.total} done)"
+                    f"job {self.job} shard {event.shard} committed in "
+                    f"{event.seconds:.2f} s ({self.done} of {self.total} done)"
                 )
         elif isinstance(event, ShardFailed):
             kind = "will retry" if event.retryable else "failed"
-            self._line(f"job {self.job} shard {event.shard}/{self.total} {kind}: {event.reason}")
+            self._line(f"job {self.job} shard {event.shard} {kind}: {event.reason}")
         elif isinstance(event, Message):
             self._line(event.text)
 

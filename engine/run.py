@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from engine import cost, report
-from engine.budget import Budget
-from engine.events import Event, Listener, Message, RunStarted, ShardCommitted, ShardFailed
-from engine.executors import Executor
-from engine.io import StoreIO
-from engine.plan import Plan, pending, plan
-from engine.spec import Job
-from engine.store import Store
+from tessera.engine import cost, report
+from tessera.engine.budget import Budget
+from tessera.engine.events import Event, Listener, Message, RunStarted, ShardCommitted, ShardFailed
+from tessera.engine.executors import Executor
+from tessera.engine.io import StoreIO
+from tessera.engine.outcome import RunOutcome
+from tessera.engine.plan import Plan, pending, plan
+from tessera.engine.spec import Job
+from tessera.engine.store import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunOutcome:
-    """What a run achieved. ``ok`` is true only when every shard committed and the result was
-    written (the CLI's exit code 0)."""
-
-    n_shards: int
-    committed: int
-    failures: dict[int, str] = field(default_factory=dict)
-    result: dict[str, Any] | None = None
-    report: dict[str, Any] = field(default_factory=dict)
-
-    item_errors: list[dict[str, Any]] = field(default_factory=list)
-    budget_stop: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None and self.committed == self.n_shards and not self.item_errors
 
 
 class _Collector:
@@ -100,7 +83,16 @@ def run_job(
     wall = time.perf_counter() - started
     if guard is not None and guard.stopped is not None:
         collector(Message(guard.message()))
-    outcome = finish(job, job_plan, store, collector, executor.name, wall, catalogue)
+    outcome = finish(
+        job,
+        job_plan,
+        store,
+        executor=executor.name,
+        catalogue=catalogue,
+        wall_seconds=wall,
+        this_run=[e for e in collector.committed if not e.skipped],
+        failed={i: f.reason for i, f in collector.failed.items()},
+    )
     outcome.budget_stop = guard.message() if guard and guard.stopped else ""
     return outcome
 
@@ -109,28 +101,39 @@ def finish(
     job: Job,
     job_plan: Plan,
     store: Store,
-    collector: _Collector,
+    *,
     executor: str,
-    wall: float,
     catalogue: cost.Catalogue,
+    wall_seconds: float | None = None,
+    this_run: Sequence[ShardCommitted] | None = None,
+    failed: Mapping[int, str] | None = None,
 ) -> RunOutcome:
-    """Reduce if complete, write result.json and report.json, and build the outcome."""
+    """Finish a run: reduce when every shard has committed (``result.json``), write
+    ``report.json`` and return the outcome. ``run_job`` and the Batch reduce job (``tessera
+    worker --reduce``) both finish here.
+
+    ``this_run`` are the shards this run committed (default: every commit record, as for a
+    Batch submission, whose children are the run); ``wall_seconds`` is the run's wall time
+    (default: from the first shard's start to the last shard's end, from the commit records);
+    ``failed`` are reasons of shards that failed in this run, besides the store's failure
+    records."""
     done = store.committed()
-    failures = {i: f.reason for i, f in sorted(collector.failed.items()) if i not in done}
+    failures = {i: reason for i, reason in sorted((failed or {}).items()) if i not in done}
     for i, rec in store.failures().items():
         failures.setdefault(i, str(rec.get("reason", "failed")))
     result = None
     if len(done) == job_plan.n_shards:
         result = reduce_store(job, store)
     records = store.commit_records()
-    item_errors = item_errors_of(records)
+    if this_run is None:
+        this_run = [ShardCommitted.from_record(i, r) for i, r in sorted(records.items())]
     run_report = report.build(
         job=job,
         plan=job_plan,
         records=records,
-        this_run=[e for e in collector.committed if not e.skipped],
+        this_run=list(this_run),
         executor=executor,
-        wall_seconds=wall,
+        wall_seconds=span(records.values()) if wall_seconds is None else wall_seconds,
         driver_host=socket.gethostname(),
         failures=failures,
         catalogue=catalogue,
@@ -142,8 +145,23 @@ def finish(
         failures=failures,
         result=result,
         report=run_report,
-        item_errors=item_errors,
+        item_errors=item_errors_of(records),
+        store=job.store,
     )
+
+
+def span(records: Iterable[Mapping[str, Any]]) -> float:
+    """Seconds from the first shard's start to the last shard's end, from commit records."""
+    spans = []
+    for r in records:
+        try:
+            start = dt.datetime.fromisoformat(str(r["started"])).timestamp()
+        except (KeyError, ValueError):
+            continue
+        spans.append((start, start + float(r.get("seconds", 0.0))))
+    if not spans:
+        return 0.0
+    return max(e for _, e in spans) - min(s for s, _ in spans)
 
 
 def item_errors_of(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,12 +178,6 @@ def reduce_store(job: Job, store: Store) -> dict[str, Any]:
     answer = job.kernel.reduce(job.params, job.seed, store.read_arrays(), io=StoreIO(store))
     result = {"kernel": job.kernel_name, "params": job.params_dict(), "seed": job.seed, **answer}
     store.write_json("result.json", result_text(result))
-    dzi = answer.get("dzi")
-    if isinstance(dzi, dict) and str(dzi.get("path", "")).endswith(".dzi"):
-        from engine.viewer import write_viewer
-
-        page = write_viewer(job.store, str(dzi["path"]))
-        log.info("job %s: Deep Zoom viewer at %s (tessera view %s)", job.name, page, job.store)
     return result
 
 

@@ -19,10 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from engine.errors import SpecError
-from engine.io import Inputs
-from kernels import registry
-from kernels.base import Kernel, Layout, ParamError
+from tessera.engine import reach, urls
+from tessera.engine.errors import SpecError
+from tessera.engine.io import Inputs
+from tessera.kernels import registry
+from tessera.kernels.base import Kernel, Layout, Location, ParamError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -33,7 +34,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "tags": (),
 }
 MAX_SHARDS = 1_000_000
-STORE_SCHEMES = ("", "file", "s3")  # a plain path, file://, s3:// (engine/store.py opens these)
+STORE_SCHEMES = ("file", "s3")  # a plain path or file://, s3:// (engine/store.py opens these)
 MAX_SEED = 2**64 - 1
 
 
@@ -69,11 +70,22 @@ class Job:
     retry_attempts: int
     tags: dict[str, str] = field(default_factory=dict)
     n_shards: int = 1  # resolved from shards / shard_size / the kernel's default
+    kernel_info: registry.KernelInfo | None = None  # resolved once, where the job was loaded
+    # The kernel's layout over n_shards, worked out once where the job was validated (or read
+    # back from the store's plan): ``plan(job)`` hands it on, nothing lays the job out again.
+    layout: Layout | None = field(default=None, repr=False, compare=False)
 
     @property
     def kernel(self) -> Kernel:
-        """The registered kernel object."""
-        return registry.get(self.kernel_name)
+        """The kernel object (imported on first use in each process; modules are cached by
+        Python's import system, not here)."""
+        return registry.load(self.kernel_info or registry.info(self.kernel_name))
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Who provides the kernel (name, target, distribution, version), as recorded in the
+        store."""
+        return (self.kernel_info or registry.info(self.kernel_name)).to_dict()
 
     def params_dict(self) -> dict[str, Any]:
         """The kernel's params in canonical form, defaults filled in."""
@@ -160,13 +172,12 @@ def parse_text(text: str, source: str = "<job>") -> dict[str, Any]:
 
 def _read_text(path: str) -> str:
     try:
-        if "://" in path and not path.startswith("file://"):
+        if not urls.is_local(path):
             import fsspec
 
             with fsspec.open(path, "r", encoding="utf-8") as fh:
                 return str(fh.read())
-        local = path.removeprefix("file://")
-        with open(local, encoding="utf-8") as fh:
+        with open(urls.local_path(path), encoding="utf-8") as fh:
             return fh.read()
     except FileNotFoundError:
         raise SpecError("", f"{path}: job file not found") from None
@@ -175,9 +186,20 @@ def _read_text(path: str) -> str:
 
 
 def from_dict(
-    data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "<job>"
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "<job>",
+    *,
+    layout: Layout | None = None,
 ) -> Job:
-    """Validate a parsed job (the structure of DESIGN.md "The job file") into a ``Job``."""
+    """Validate a parsed job (the structure of DESIGN.md "The job file") into a ``Job``.
+
+    This is where a job is planned, once (``_plan``): the kernel's ``prepare`` resolves its
+    inputs (lists a glob, reads an image's header), then its ``layout`` cuts the job into
+    shards; the ``Job`` carries the layout. ``layout`` is for a job planned already (a stored
+    job, whose params hold what ``prepare`` resolved, and the layout stored with it): its params
+    are only parsed, and ``prepare``, ``layout`` and the checks made when it was planned (inputs
+    reachable, store location, memory) are not run again."""
     _check_keys("", data, tuple(_SECTIONS), source)
     job = dict(_section(data, "job"))
     for key, value in (overrides or {}).items():
@@ -194,21 +216,23 @@ def from_dict(
     retry = _section(data, "retry")
     _check_keys("retry", retry, _SECTIONS["retry"], source)
 
+    missing = [f"job.{key}" for key in ("name", "kernel", "store") if key not in job]
+    if missing:
+        also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise SpecError(missing[0], f"is required{also}; see README, 'Job file reference'")
     name = _get(job, "job", "name", str, required=True)
     if not _NAME_RE.match(name):
         raise SpecError("job.name", f"{name!r} is not 1-128 characters of A-Z a-z 0-9 _ -")
     kernel_name = _get(job, "job", "kernel", str, required=True)
     try:
-        kernel = registry.get(kernel_name)
-    except KeyError:
-        raise SpecError(
-            "job.kernel",
-            f"{kernel_name!r} is not a registered kernel; expected one of {registry.names()}",
-        ) from None
+        kernel_info = registry.info(kernel_name)
+        kernel = registry.load(kernel_info)
+    except (registry.KernelNotFound, TypeError) as exc:
+        raise SpecError("job.kernel", str(exc).removeprefix(f"kernel {kernel_name!r}: ")) from None
     store = _get(job, "job", "store", str, required=True)
     if not store.strip():
         raise SpecError("job.store", "is empty; expected a path, file://... or s3://bucket/prefix")
-    scheme = store.split("://", 1)[0] if "://" in store else ""
+    scheme = urls.scheme(store)
     if scheme not in STORE_SCHEMES:
         raise SpecError(
             "job.store",
@@ -230,27 +254,11 @@ def from_dict(
     params_raw = _section(data, "params")
     try:
         params = kernel.parse_params(params_raw)
-        params = kernel.prepare(params, Inputs())
     except ParamError as exc:
         raise SpecError(f"params.{exc.key}", exc.message) from None
-    except (OSError, ValueError, ImportError, OverflowError) as exc:
-        # An input the kernel could not reach or list (a URL of another scheme, a network
-        # error), or a number too large for a float: a bad job file too, without a traceback.
-        raise SpecError(
-            "params", f"{kernel_name} cannot read its inputs: {type(exc).__name__}: {exc}"
-        ) from None
-
-    if shards is not None:
-        requested = shards
-    elif shard_size is not None:
-        try:
-            requested = kernel.shards_for_size(params, shard_size)
-        except ParamError as exc:
-            raise SpecError("job.shard_size", exc.message) from None
-    else:
-        requested = kernel.default_shards(params)
-    layout = kernel.layout(params, requested)
-    n_shards = layout.n_shards
+    planned_here = layout is None
+    if layout is None:
+        params, layout = _plan(kernel, kernel_name, params, store, shards, shard_size)
 
     res = Resources(
         vcpus=_get(resources, "resources", "vcpus", float, lo=0.25, hi=256.0, default=1.0),
@@ -259,7 +267,8 @@ def from_dict(
         ),
         gpus=_get(resources, "resources", "gpus", int, lo=0, hi=16, default=0),
     )
-    check_memory(kernel, params, layout, res.memory_mib)
+    if planned_here:
+        check_memory(kernel, params, layout, res.memory_mib)
     attempts = _get(retry, "retry", "attempts", int, lo=1, hi=10, default=3)
     tags = _tags(_section(data, "tags"))
     return Job(
@@ -275,8 +284,62 @@ def from_dict(
         resources=res,
         retry_attempts=attempts,
         tags=tags,
-        n_shards=n_shards,
+        n_shards=layout.n_shards,
+        kernel_info=kernel_info,
+        layout=layout,
     )
+
+
+def _plan(
+    kernel: Kernel,
+    kernel_name: str,
+    params: Any,
+    store: str,
+    shards: int | None,
+    shard_size: int | None,
+) -> tuple[Any, Layout]:
+    """Plan a job: check that its inputs are reachable, ``prepare`` its params (resolve the
+    inputs), check the store's location against them and lay the job out over the shard count
+    asked for (``shards``, what ``shard_size`` gives, or the kernel's default). Returns the
+    prepared params and the layout; raises ``SpecError``."""
+    remote = [loc for loc in kernel.locations(params) if urls.scheme(loc.url) == "s3"]
+    if remote:  # one endpoint serves every s3:// URL: one probe
+        reach.check_s3(
+            remote[0].url,
+            f"the {remote[0].role} params.{remote[0].key}",
+            "nothing was run; check the URL, the endpoint and the network",
+        )
+    try:
+        params = kernel.prepare(params, Inputs())
+    except ParamError as exc:
+        raise SpecError(f"params.{exc.key}", exc.message) from None
+    except (OSError, ValueError, ImportError, OverflowError) as exc:
+        # An input the kernel could not reach or list (a URL of another scheme, a network
+        # error), or a number too large for a float: a bad job file too, without a traceback.
+        raise SpecError(
+            "params", f"{kernel_name} cannot read its inputs: {type(exc).__name__}: {exc}"
+        ) from None
+
+    check_store_location(store, kernel.locations(params))
+
+    if shards is not None:
+        requested = shards
+    elif shard_size is not None:
+        try:
+            requested = kernel.shards_for_size(params, shard_size)
+        except ParamError as exc:
+            raise SpecError("job.shard_size", exc.message) from None
+    else:
+        requested = kernel.default_shards(params)
+    if requested > MAX_SHARDS:
+        raise SpecError(
+            "job.shard_size" if shard_size is not None else "job.shards",
+            f"this job would be cut into {requested:,} shards; at most {MAX_SHARDS:,} are "
+            f"supported (each shard is a task, a commit record and an attempt marker in the "
+            f"store, and past a million, tracking them costs more than the work); set "
+            f"job.shard_size to put more {kernel.work_unit} in each shard",
+        )
+    return params, kernel.layout(params, requested)
 
 
 # What a worker process holds before any shard: the interpreter, NumPy, Numba, Zarr (measured
@@ -300,13 +363,30 @@ def check_memory(kernel: Kernel, params: Any, layout: Layout, memory_mib: int) -
         )
 
 
+def check_store_location(store: str, locations: tuple[Location, ...]) -> None:
+    """Refuse a store that would hold, or sit inside, a file or folder the job reads or writes
+    (``SpecError`` naming ``job.store`` and the param): tessera creates and may delete objects in
+    its store, so nothing the user owns may live there."""
+    for loc in locations:
+        if not urls.overlaps(store, loc.url):
+            continue
+        base, _ = urls.glob_base(loc.url)
+        inside = urls.where(base).within(urls.where(store))
+        relation = "would hold" if inside else "would sit inside"
+        raise SpecError(
+            "job.store",
+            f"{store} {relation} the job's {loc.role} {loc.url} (params.{loc.key}); a store "
+            f"holds only what tessera writes, so choose a store outside the job's inputs and "
+            f"outputs (--store)",
+        )
+
+
 def normalise_store_url(url: str) -> str:
     """Make a store location absolute: plain and ``file://`` paths against the current directory;
     ``s3://`` and other URLs unchanged (without a trailing slash)."""
-    if "://" in url and not url.startswith("file://"):
+    if not urls.is_local(url):
         return url.rstrip("/")
-    path = url.removeprefix("file://")
-    return os.path.abspath(os.path.expanduser(path))
+    return os.path.abspath(os.path.expanduser(urls.local_path(url)))
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

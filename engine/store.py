@@ -3,7 +3,8 @@
 Layout (DESIGN.md, "The store")::
 
     <store>/zarr.json              group; attrs["tessera"] = version, store format, job,
-                                   spec hash, plan
+                                   spec hash, plan (the whole layout, planned once: Batch
+                                   children read it instead of planning again), kernel
     <store>/<array>/...            output arrays, chunk-aligned to shards
     <store>/_shards/<i>.json       commit record of shard i, written only after its chunks
     <store>/_attempts/<i>/<n>.json a marker per attempt of shard i (attempt numbering, forensics)
@@ -27,12 +28,13 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from engine import __version__
-from engine.config import storage_options
-from engine.errors import StoreError, StoreFormatError, StoreMismatchError
-from engine.io import naming, write_bytes
-from engine.plan import Plan
-from engine.spec import Job
+from tessera.engine import __version__, urls
+from tessera.engine.config import storage_options
+from tessera.engine.errors import StoreError, StoreFormatError, StoreMismatchError
+from tessera.engine.io import naming, write_bytes
+from tessera.engine.plan import Plan
+from tessera.engine.spec import Job, from_dict
+from tessera.kernels import registry
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class Store:
         check_format(url, meta)
         store = cls(url, _open_group(url), fs, root)
         store.check_job(job)
+        store.check_kernel(job)
         return store
 
     @classmethod
@@ -96,12 +99,15 @@ class Store:
                 "spec_hash": job.spec_hash,
                 "hashed": job.hashed_part(),
                 "plan": plan.to_dict(),
+                "kernel": job.identity,
             }
         }
+        check_empty(job.store, fs, root)
         if _is_local(job.store):
             os.makedirs(root, exist_ok=True)
+        # "w-" creates and never clears: "w" would delete whatever is at the location
         group = zarr.open_group(
-            _zarr_store(job.store, read_only=False), mode="w", attributes=attrs, zarr_format=3
+            _zarr_store(job.store, read_only=False), mode="w-", attributes=attrs, zarr_format=3
         )
         for group_spec in plan.layout.groups:
             group.create_group(group_spec.name, attributes=dict(group_spec.attributes))
@@ -133,17 +139,74 @@ class Store:
     def n_shards(self) -> int:
         return int(self.meta["plan"]["n_shards"])
 
+    def plan(self) -> Plan | None:
+        """The plan stored when the store was created (the kernel's whole layout), or ``None``
+        for a store created before plans carried their layout. Raises ``StoreError`` for a
+        stored plan that cannot be read."""
+        try:
+            return Plan.stored(self.meta["plan"])
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"{self.url}: zarr.json holds no usable plan: {exc}") from None
+
+    def stored_job(self) -> Job:
+        """The job that created this store, from its stored spec and plan: its params are the
+        prepared ones, so nothing is listed or read again (for ``tessera status`` and reports).
+        A store created before plans carried their layout is planned again. Raises
+        ``SpecError`` when the stored spec no longer validates (e.g. its kernel is gone)."""
+        stored = self.plan()
+        layout = stored.layout if stored is not None else None
+        return from_dict(self.meta["job"], source=self.url, layout=layout)
+
     def check_job(self, job: Job) -> None:
         """Refuse a job whose spec hash differs from the stored one, naming what differs."""
         meta = self.meta
         if meta["spec_hash"] == job.spec_hash:
             return
-        diffs = _diff(meta.get("hashed", {}), job.hashed_part())
+        stored = meta.get("hashed", {})
+        diffs = _diff(stored, job.hashed_part())
         detail = "; ".join(diffs[:5]) if diffs else "spec hashes differ"
+        more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
+        advice = "To start fresh, delete the store or pass --store with a new location."
+        if [d.split(":", 1)[0] for d in diffs] == ["n_shards"]:
+            advice = (
+                f"To resume it, pass --shards {stored['n_shards']} (the stored count); for "
+                f"{job.n_shards} shards pass --store with a new location."
+            )
         raise StoreMismatchError(
             f"store {self.url} was made by a different job (spec {meta['spec_hash'][:12]}, "
-            f"this job {job.spec_hash[:12]}): {detail}. Resuming would mix results. To start "
-            f"fresh, delete the store or pass --store with a new location."
+            f"this job {job.spec_hash[:12]}): {detail}{more}. Resuming would mix results. "
+            f"{advice}"
+        )
+
+    def check_kernel(self, job: Job) -> None:
+        """Refuse to resume with another version of the kernel than the one that wrote the
+        store (``StoreMismatchError`` naming both): two versions' shards must not mix."""
+        stored = self.meta.get("kernel")
+        if not isinstance(stored, dict):
+            return  # written before kernel identities were recorded
+        mine = registry.info(job.kernel_name).to_dict()  # what this process would import
+        if (stored.get("distribution"), stored.get("version")) == (
+            mine["distribution"],
+            mine["version"],
+        ):
+            return
+
+        def who(ident: dict[str, Any]) -> str:
+            dist = ident.get("distribution")
+            if dist is None:
+                return "a module that no installed distribution owns (no version)"
+            return f"{dist} {ident.get('version') or '(no version)'}"
+
+        dist = stored.get("distribution")
+        pin = (
+            f"pip install '{dist}=={stored.get('version')}'"
+            if dist and stored.get("version")
+            else ("restore the kernel that wrote it")
+        )
+        raise StoreMismatchError(
+            f"store {self.url} was written by kernel {job.kernel_name} from {who(stored)}; this "
+            f"environment has {who(mine)}. Shards of two versions must not mix: {pin} to "
+            f"resume, or pass --store with a new location to start fresh"
         )
 
     # -- shards ----------------------------------------------------------------------------
@@ -339,20 +402,58 @@ class Store:
         }
 
 
+# How many entries a refusal to create a store names (the rest are counted).
+SHOWN_ENTRIES = 5
+
+
+def check_empty(url: str, fs: fsspec.AbstractFileSystem, root: str) -> None:
+    """Refuse to create a store where something already is: tessera creates a store only at a
+    new or empty folder or prefix, because it must never delete or overwrite what it did not
+    write. Raises ``StoreError`` naming the first entries and how many there are."""
+    if _is_local(url):
+        if os.path.lexists(root) and not os.path.isdir(root):
+            raise StoreError(f"store {url} is a file, not a folder; choose another store")
+        try:
+            names = sorted(os.listdir(root))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"store {url} cannot be listed: {exc}") from None
+    else:
+        fs.invalidate_cache(root)
+        try:
+            paths = fs.ls(root, detail=False)
+        except FileNotFoundError:
+            return
+        if [p.rstrip("/") for p in paths] == [root]:
+            raise StoreError(f"store {url} is an object, not a prefix; choose another store")
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in paths)
+    if not names:
+        return
+    shown = ", ".join(names[:SHOWN_ENTRIES])
+    more = f" and {len(names) - SHOWN_ENTRIES:,} more" if len(names) > SHOWN_ENTRIES else ""
+    entries = "1 entry" if len(names) == 1 else f"{len(names):,} entries"
+    raise StoreError(
+        f"store {url} is not empty and is not a tessera store: it holds {entries} ({shown}"
+        f"{more}). tessera creates a store only in a new or empty folder or prefix and never "
+        f"deletes what it did not write; pass --store with a new location"
+    )
+
+
 def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
+    return urls.is_local(url)
 
 
 def _filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     if _is_local(url):
-        return fsspec.filesystem("file"), url.removeprefix("file://")
+        return fsspec.filesystem("file"), urls.local_path(url)
     fs, root = fsspec.core.url_to_fs(url, **storage_options(url))
     return fs, str(root)
 
 
 def _zarr_store(url: str, read_only: bool) -> zarr.storage.StoreLike:
     if _is_local(url):
-        return zarr.storage.LocalStore(url.removeprefix("file://"), read_only=read_only)
+        return zarr.storage.LocalStore(urls.local_path(url), read_only=read_only)
     return zarr.storage.FsspecStore.from_url(
         url, storage_options=storage_options(url), read_only=read_only
     )
@@ -370,6 +471,8 @@ def _read_meta(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | Non
         text = fs.cat_file(f"{root}/zarr.json")
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise StoreError(f"store {root} is a file, not a folder; choose another store") from None
     except OSError as exc:
         raise StoreError(f"{root}: cannot read zarr.json: {exc}") from None
     try:

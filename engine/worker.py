@@ -9,17 +9,18 @@ import resource
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import faults
-from engine.config import settings
-from engine.errors import ShardInterrupted
-from engine.events import ShardCommitted, ShardFailed
-from engine.io import StoreIO
-from engine.plan import Plan, plan
-from engine.spec import Job
-from engine.store import Store
+from tessera.engine import faults
+from tessera.engine.config import settings
+from tessera.engine.errors import LentIOError, ShardInterrupted
+from tessera.engine.events import ShardCommitted, ShardFailed
+from tessera.engine.io import StoreIO
+from tessera.engine.plan import Plan, plan
+from tessera.engine.spec import Job
+from tessera.engine.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,35 @@ class ShardResult:
         return ShardCommitted.from_record(self.shard, self.record, self.status == "skipped")
 
 
-def open_store(job: Job) -> tuple[Store, Plan]:
-    """The job's store and plan, opened once per process (the store must already exist)."""
+def open_store(job: Job, store: Store | None = None) -> tuple[Store, Plan]:
+    """The job's store and plan, opened once per process (the store must already exist). The
+    plan is the one the job carries (planned once, where it was validated). ``store`` is the
+    job's store when the caller has opened it already (a Batch child that read the job's plan
+    there); it is checked against the job as a freshly opened one is."""
     key = (job.store, job.spec_hash)
     with _LOCK:
         if key not in _OPEN:
             job_plan = plan(job)
-            _OPEN[key] = (Store.open_for_job(job, job_plan, create=False), job_plan)
+            if store is None:
+                store = Store.open_for_job(job, job_plan, create=False)
+            else:
+                store.check_job(job)
+                store.check_kernel(job)
+            _OPEN[key] = (store, job_plan)
         return _OPEN[key]
+
+
+# How many frames of a kernel error's traceback the failure record keeps (the innermost).
+TRACEBACK_FRAMES = 6
+
+
+def last_frames(exc: BaseException) -> list[dict[str, Any]]:
+    """The innermost frames of ``exc``'s traceback: file, line, function and source line."""
+    frames = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+    return [
+        {"file": f.filename, "line": f.lineno, "function": f.name, "code": (f.line or "").strip()}
+        for f in frames
+    ]
 
 
 def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
@@ -64,7 +86,8 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
     counted from the store's attempt markers. A shard already committed is skipped. A kernel
     error is returned as a ``failed`` result and recorded in the store, never raised (so no
     backend retries it). Raises ``ShardInterrupted`` when a stop was requested before the
-    commit, and lets store I/O errors through: both are retryable.
+    commit, ``LentIOError`` when I/O lent to the kernel failed (even if the kernel caught it
+    and raised something else), and lets store I/O errors through: all are retryable.
     """
     store, job_plan = open_store(job)
     if not 0 <= index < job_plan.n_shards:
@@ -80,19 +103,18 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
     attempt = attempt or counted
     fault = faults.action_for(faults.parse(settings().faults), index, attempt)
     wall0, cpu0 = time.perf_counter(), time.process_time()
+    lent = StoreIO(store, device=job.resources.device, fail_first=fault == "io")
     try:
         if fault == "raise":
             raise faults.InjectedError(f"injected fault on attempt {attempt}")
         if fault == "exit":
             faults.exit_now()
-        arrays, stats = job.kernel.compute(
-            job.params,
-            job.seed,
-            job_plan.layout,
-            index,
-            io=StoreIO(store, device=job.resources.device),
-        )
-    except Exception as exc:  # a kernel error fails this shard only
+        output = job.kernel.compute(job.params, job.seed, job_plan.layout, index, io=lent)
+    except Exception as exc:  # a kernel error fails this shard only; lent I/O is retried
+        if exc is lent.failure:
+            raise
+        if lent.failure is not None:  # the kernel caught the engine's error and raised its own
+            raise LentIOError(str(lent.failure)) from exc
         reason = f"{type(exc).__name__}: {exc}"
         store.record_failure(
             index,
@@ -102,13 +124,17 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
                 "host": host,
                 "started": started,
                 "reason": reason,
+                "traceback": last_frames(exc),
             },
         )
-        log.error("job %s shard %d/%d failed: %s", job.name, index, job_plan.n_shards, reason)
+        # The executor's ShardFailed event is what people see; this line is for -v logs only
+        log.info("job %s shard %d of %d failed: %s", job.name, index, job_plan.n_shards, reason)
         return ShardResult(index, "failed", reason=reason)
+    if lent.failure is not None:  # the kernel swallowed a failed read or write and went on
+        raise LentIOError(f"{lent.failure} (caught by the kernel, which then returned)")
     if fault == "interrupt" or stop_requested.is_set():
         raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
-    nbytes = store.write_shard(job_plan, index, arrays)
+    nbytes = store.write_shard(job_plan, index, output.arrays)
     if stop_requested.is_set():
         raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
     seconds = time.perf_counter() - wall0
@@ -124,8 +150,8 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
         "work": job_plan.layout.shard_work[index],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "spec_hash": job.spec_hash,
-        "stats": {k: v for k, v in stats.items() if k != "errors"},
-        "errors": list(stats.get("errors", [])),
+        "stats": dict(output.stats),
+        "errors": [{"input": e.input, "reason": e.reason} for e in output.item_errors],
     }
     store.commit(index, record)
     log.debug("job %s shard %d/%d committed in %.3f s", job.name, index, job_plan.n_shards, seconds)

@@ -3,7 +3,7 @@
 The shard is ``--index`` (or ``AWS_BATCH_JOB_ARRAY_INDEX``, or 0 for a single job) looked up in
 ``--index-file`` (next to the job URL); without an index file the index is the shard. The attempt
 number is ``AWS_BATCH_JOB_ATTEMPT`` when Batch sets it. Exit codes are those of
-``engine.batch.contract``: 0 committed, 1 kernel error, 2 bad input, 75 stopped (retry me).
+``tessera.engine.batch.contract``: 0 committed, 1 kernel error, 2 bad input, 75 stopped (retry me).
 
 On SIGTERM (an ECS stop, a spot reclaim) the shard stops before its commit and the process exits
 75. A kernel holds the interpreter while it computes, so the stop lands when the running step
@@ -29,7 +29,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from engine.batch import contract as c
+from tessera.engine.batch import contract as c
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def emit(event: str, **fields: Any) -> None:
 
 def install_sigterm_handler() -> None:
     """On SIGTERM, ask the running shard to stop before its commit."""
-    from engine.worker import stop_requested
+    from tessera.engine.worker import stop_requested
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         stop_requested.set()
@@ -73,15 +73,22 @@ def install_sigterm_handler() -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """The ``tessera worker`` command; returns the exit code (see the module docstring)."""
-    from engine.batch.index import load_job, read_index
-    from engine.config import batch_env
-    from engine.errors import ShardInterrupted, SpecError, TesseraError
-    from engine.worker import open_store, run_shard, stop_requested
+    from tessera.engine.batch.index import open_job, read_index
+    from tessera.engine.config import batch_env
+    from tessera.engine.errors import ShardInterrupted, SpecError, TesseraError, is_retryable
+    from tessera.engine.worker import open_store, run_shard, stop_requested
 
     install_sigterm_handler()
     try:
         env = batch_env()
-        job = load_job(args.job_url)
+        try:
+            job, store = open_job(args.job_url)  # planned at submission: its plan is read back
+            open_store(job, store)
+        except (TesseraError, ValueError):
+            raise  # a bad job file, or a store of another job or format: not transient
+        except Exception as exc:  # the store unreachable (S3 down): transient, retried
+            emit("store_unreachable", error=f"{type(exc).__name__}: {exc}")
+            return c.EXIT_RETRYABLE
         if args.reduce:
             return reduce_job(job)
         array_index = args.index if args.index is not None else (env.array_index or 0)
@@ -124,8 +131,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         emit("worker_error", **where, error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return c.EXIT_USAGE
-    except TesseraError:
-        raise  # a store of another job or format: not transient, never retried (exit 1)
+    except TesseraError as exc:
+        if not is_retryable(exc):
+            raise  # a store of another job or format: not transient, never retried (exit 1)
+        emit("shard_io_error", **where, reason=f"{type(exc).__name__}: {exc}")  # lent I/O
+        return c.EXIT_RETRYABLE
     except Exception as exc:  # store I/O (OSError, botocore's connection errors): transient,
         # the retry strategy reruns the shard (kernel errors come back as a failed result)
         emit("shard_io_error", **where, reason=f"{type(exc).__name__}: {exc}")
@@ -153,18 +163,18 @@ def _since(started: float) -> float:
 
 
 def reduce_job(job: Any) -> int:
-    """Write ``result.json`` and ``report.json`` if every shard of ``job`` has committed;
-    otherwise list what is missing and return 1."""
-    from engine import cost, report
-    from engine.config import settings
-    from engine.events import ShardCommitted
-    from engine.run import reduce_store
-    from engine.worker import open_store
+    """Write ``result.json`` and ``report.json`` if every shard of ``job`` has committed
+    (``tessera.engine.run.finish``, as ``tessera run`` does); otherwise list what is missing
+    and return 1."""
+    from tessera.engine import cost
+    from tessera.engine.config import settings
+    from tessera.engine.run import finish
+    from tessera.engine.worker import open_store
 
     store, job_plan = open_store(job)
     done = store.committed()
-    failures = store.failures()
     if len(done) < job_plan.n_shards:
+        failures = store.failures()
         missing = job_plan.n_shards - len(done)
         emit(
             "reduce_incomplete",
@@ -180,34 +190,12 @@ def reduce_job(job: Any) -> int:
         )
         return c.EXIT_SHARD_FAILED
     started = time.perf_counter()
-    reduce_store(job, store)
-    records = store.commit_records()
-    events = [ShardCommitted.from_record(i, r) for i, r in sorted(records.items())]
-    run_report = report.build(
-        job=job,
-        plan=job_plan,
-        records=records,
-        this_run=events,
+    finish(
+        job,
+        job_plan,
+        store,
         executor="batch",
-        wall_seconds=_span(records.values()),
-        driver_host=socket.gethostname(),
-        failures={},
         catalogue=cost.load_catalogue(settings().prices),
     )
-    store.write_json("report.json", json.dumps(run_report, indent=2, sort_keys=True) + "\n")
     emit("reduced", job=job.name, n_shards=job_plan.n_shards, seconds=_since(started))
     return c.EXIT_OK
-
-
-def _span(records: Any) -> float:
-    """Seconds from the first shard's start to the last shard's end (the array's wall time)."""
-    spans = []
-    for r in records:
-        try:
-            start = dt.datetime.fromisoformat(str(r["started"])).timestamp()
-        except (KeyError, ValueError):
-            continue
-        spans.append((start, start + float(r.get("seconds", 0.0))))
-    if not spans:
-        return 0.0
-    return max(e for _, e in spans) - min(s for s, _ in spans)

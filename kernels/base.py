@@ -8,7 +8,7 @@ asks it for its parameters, its output arrays and which chunks each shard owns, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -42,6 +42,17 @@ class ArraySpec:
     dimension_names: tuple[str, ...] | None = None
     attributes: Mapping[str, Any] | None = None
     fill_value: int | float = 0
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file, folder or glob outside the store that a job reads (``role = "input"``) or writes
+    (``role = "output"``), and the param that names it. The engine refuses a store that would
+    hold one of these or sit inside one (a store may only ever hold what tessera wrote)."""
+
+    key: str
+    url: str
+    role: str = "input"
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,26 @@ class Layout:
     def region(self, shard: int) -> dict[str, tuple[int, int]]:
         """Rows ``(start, stop)`` along axis 0 of each row-cut array that ``shard`` owns."""
         return {a.name: (b[shard], b[shard + 1]) for a, b in zip(self.arrays, self.bounds) if b}
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One input that failed inside a shard that still commits (an undecodable file of many):
+    the input's URL and why. ``tessera status`` lists it and the run's exit code is 1."""
+
+    input: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardOutput:
+    """What ``compute`` returns: ``arrays``, this shard's rows of every row-cut array (by
+    name); ``stats``, small JSON-able numbers kept in the commit record; ``item_errors``, the
+    inputs that failed alone."""
+
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    stats: Mapping[str, Any] = field(default_factory=dict)
+    item_errors: tuple[ItemError, ...] = ()
 
 
 class InputIO(Protocol):
@@ -145,6 +176,10 @@ class Kernel(Protocol):
     def params_to_dict(self, params: Any) -> dict[str, Any]:
         """The canonical, JSON-serialisable form of validated params (defaults filled in)."""
 
+    def locations(self, params: Any) -> tuple[Location, ...]:
+        """Where the job reads and writes outside its store (inputs, globs, output folders);
+        ``()`` for a kernel that touches nothing but the store."""
+
     def shards_for_size(self, params: Any, shard_size: int) -> int:
         """How many shards when each shard holds ``shard_size`` of the kernel's unit."""
 
@@ -156,12 +191,13 @@ class Kernel(Protocol):
 
     def compute(
         self, params: Any, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Compute shard ``shard``: its rows of every row-cut array, and small JSON-able stats.
+    ) -> ShardOutput:
+        """Compute shard ``shard``: its rows of every row-cut array, small JSON-able stats,
+        and the inputs that failed alone (``ShardOutput.item_errors``: the engine records
+        them, ``tessera status`` lists them and the run's exit code is non-zero).
 
-        Per-item failures that must not fail the shard (one undecodable file of many) go into
-        ``stats["errors"]`` as ``[{"input": url, "reason": text}, ...]``: the engine records
-        them, ``tessera status`` lists them and the run's exit code is non-zero."""
+        What the kernel raises fails the shard and is not retried (bad input, a bug); a
+        failure of the I/O lent through ``io`` is the engine's and is retried."""
 
     def reduce(
         self, params: Any, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None

@@ -5,12 +5,12 @@ count and, as far as IEEE 754 allows, any x86-64 machine, so:
 
 * no LLVM fast-math flags at all: LLVM may then neither reorder a sum nor fuse a multiply-add
   on its own (its choices could differ between an AVX2 and an AVX-512 host). Where a fused
-  multiply-add is wanted, ``kernels.fastmath.fma`` asks for one explicitly (``llvm.fma`` is
+  multiply-add is wanted, ``tessera.kernels.fastmath.fma`` asks for one explicitly (``llvm.fma`` is
   exactly rounded on every target, emulated where the CPU lacks FMA). Measured: enabling
   ``nnan``/``ninf``/``nsz`` changed nothing in speed, so they stay off;
 * ``error_model="numpy"``: division by zero gives inf/nan instead of raising, which keeps
   divisions free of a branch so loops vectorise;
-* elementary functions (exp, log, sin, cos) come from ``kernels.fastmath``, pure arithmetic,
+* elementary functions (exp, log, sin, cos) come from ``tessera.kernels.fastmath``, pure arithmetic,
   never libm, whose results differ between libm versions and whose calls do not vectorise;
 * the lane loops vectorise without reassociation because each lane is independent: lanes are
   summed at the end of a block in a fixed order.
@@ -39,7 +39,7 @@ NJIT_PARALLEL: dict[str, Any] = {**NJIT, "parallel": True}
 
 # --- CUDA (kernels/*gpu.py) --------------------------------------------------------------------
 # The same policy on the device: no fast-math (so no flush-to-zero, IEEE division and square
-# root), exp/log/sin/cos from kernels.fastmath_gpu (the CPU polynomials), never libdevice.
+# root), exp/log/sin/cos from tessera.kernels.fastmath_gpu (the CPU polynomials), never libdevice.
 # NVVM still contracts a * b + c into one fused multiply-add where it sees one (its -fma=1
 # default, which Numba does not expose), so a few roundings differ from the CPU's; the explicit
 # fma() calls of the polynomials are fused on both.

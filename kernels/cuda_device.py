@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from kernels.config import CUDA_BLOCKS_PER_SM
+from tessera.kernels.config import CUDA_BLOCKS_PER_SM
 
 
 class NoDeviceError(RuntimeError):
@@ -19,7 +19,16 @@ def simulated() -> bool:
     """True when Numba's CUDA simulator stands in for a device (``NUMBA_ENABLE_CUDASIM=1``)."""
     from numba import config
 
-    return bool(config.ENABLE_CUDASIM)
+    return bool(config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
+
+
+def available() -> bool:
+    """True when a CUDA device (or the simulator) can run kernels in this process."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    return bool(cuda.is_available())
 
 
 def require() -> None:

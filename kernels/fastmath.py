@@ -32,7 +32,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.config import NJIT_INLINE
+from tessera.kernels.config import NJIT_INLINE
 
 # --- LLVM intrinsics ---------------------------------------------------------------------------
 

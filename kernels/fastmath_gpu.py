@@ -1,5 +1,5 @@
-"""CUDA device twins of :mod:`kernels.fastmath`: the same polynomials, constants and operation
-order, so the GPU kernels compute what the CPU kernels compute.
+"""CUDA device twins of :mod:`tessera.kernels.fastmath`: the same polynomials, constants and
+operation order, so the GPU kernels compute what the CPU kernels compute.
 
 Differences from the CPU functions, all exact rewrites (same result bits):
 
@@ -25,8 +25,8 @@ import math
 import numpy as np
 from numba import config, cuda, njit
 
-from kernels import fastmath as cpu
-from kernels.config import CUDA_DEVICE, CUDA_KERNEL, NJIT
+from tessera.kernels import fastmath as cpu
+from tessera.kernels.config import CUDA_DEVICE, CUDA_KERNEL, NJIT
 
 _SQRT_HALF = float(np.int64(cpu._SQRT_HALF_BITS).view(np.float64))  # fdlibm: nearest sqrt(2)/2
 
@@ -55,7 +55,7 @@ else:
 
 @cuda.jit(**CUDA_DEVICE)
 def exp(x):
-    """e**x for float64 ``x``: :func:`kernels.fastmath.exp` on the device."""
+    """e**x for float64 ``x``: :func:`tessera.kernels.fastmath.exp` on the device."""
     x = min(max(x, cpu._EXP_MIN), cpu._EXP_MAX)
     t = x * cpu._INV_LN2 + cpu._SHIFT
     nf = t - cpu._SHIFT
@@ -78,7 +78,7 @@ def exp(x):
 
 @cuda.jit(**CUDA_DEVICE)
 def log(x):
-    """Natural logarithm of a positive, normal float64: :func:`kernels.fastmath.log`."""
+    """Natural logarithm of a positive, normal float64: :func:`tessera.kernels.fastmath.log`."""
     m, e = math.frexp(x)  # x = m * 2**e, m in [1/2, 1)
     k = np.int64(e)
     if m < _SQRT_HALF:
@@ -98,7 +98,7 @@ def log(x):
 
 @cuda.jit(**CUDA_DEVICE)
 def sin_kernel(x):
-    """sin(x) for |x| <= pi/4: :func:`kernels.fastmath.sin_kernel`."""
+    """sin(x) for |x| <= pi/4: :func:`tessera.kernels.fastmath.sin_kernel`."""
     z = x * x
     v = z * x
     r = cpu._S2 + z * (cpu._S3 + z * (cpu._S4 + z * (cpu._S5 + z * cpu._S6)))
@@ -107,7 +107,7 @@ def sin_kernel(x):
 
 @cuda.jit(**CUDA_DEVICE)
 def cos_kernel(x):
-    """cos(x) for |x| <= pi/4: :func:`kernels.fastmath.cos_kernel`."""
+    """cos(x) for |x| <= pi/4: :func:`tessera.kernels.fastmath.cos_kernel`."""
     z = x * x
     w = z * z
     r = z * (cpu._C1 + z * (cpu._C2 + z * cpu._C3)) + w * w * (
@@ -120,7 +120,8 @@ def cos_kernel(x):
 
 @cuda.jit(**CUDA_DEVICE)
 def sincos_2pi(u):
-    """``(sin(2*pi*u), cos(2*pi*u))`` for u in [0, 1]: :func:`kernels.fastmath.sincos_2pi`."""
+    """``(sin(2*pi*u), cos(2*pi*u))`` for u in [0, 1]:
+    :func:`tessera.kernels.fastmath.sincos_2pi`."""
     t = 4.0 * u + cpu._SHIFT
     qf = t - cpu._SHIFT
     q = np.int64(qf)

@@ -21,16 +21,16 @@ Normals, as the Monte Carlo kernel draws them (:func:`normal_block`):
   ``z``) and ``2s + 1`` (driven by ``-z``); ``z[j]`` is the normal of step ``j`` (0-based,
   the step to fixing t_(j+1)). Words of a last, partial group are left unused.
 
-``log``, ``sin`` and ``cos`` are :mod:`kernels.fastmath` polynomials (errors of about 1 ulp),
-so a NumPy reference built on ``np.log``/``np.cos``/``np.sin`` agrees to ~1e-15.
+``log``, ``sin`` and ``cos`` are :mod:`tessera.kernels.fastmath` polynomials (errors of about 1
+ulp), so a NumPy reference built on ``np.log``/``np.cos``/``np.sin`` agrees to ~1e-15.
 
 Relation to ``randomgen.Philox(number=4, width=32, counter=c, key=k)``: randomgen packs the words
 little-endian (``c = c0 + c1 * 2**32 + ...``, ``k = k0 + k1 * 2**32``) and adds one to the
 128-bit counter *before* each block, so its ``random_raw()`` yields the words of the blocks at
 counters c + 1, c + 2, ... in order.
 
-The CUDA twin is :mod:`kernels.rng_gpu` (the same raw stream as device functions). It is a module
-of its own because importing ``numba.cuda`` fixes the choice between device and simulator
+The CUDA twin is :mod:`tessera.kernels.rng_gpu` (the same raw stream as device functions). It is a
+module of its own because importing ``numba.cuda`` fixes the choice between device and simulator
 (``NUMBA_ENABLE_CUDASIM``), and CPU runs never import it.
 """
 
@@ -39,8 +39,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.config import NJIT, NJIT_INLINE
-from kernels.fastmath import log, sincos_2pi
+from tessera.kernels.config import NJIT, NJIT_INLINE
+from tessera.kernels.fastmath import log, sincos_2pi
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)

@@ -1,9 +1,10 @@
-"""CUDA twin of :mod:`kernels.rng`: Philox4x32-10 and the normal mapping as device functions.
+"""CUDA twin of :mod:`tessera.kernels.rng`: Philox4x32-10 and the normal mapping as device
+functions.
 
 The raw stream is identical to the CPU one (integer arithmetic: same counter, key and words),
-and so are the normals up to the device's rounding (the same :mod:`kernels.fastmath`
-polynomials, from :mod:`kernels.fastmath_gpu`; bit for bit under the CUDA simulator). See
-:mod:`kernels.rng` for the counter layout and the Box-Muller mapping.
+and so are the normals up to the device's rounding (the same :mod:`tessera.kernels.fastmath`
+polynomials, from :mod:`tessera.kernels.fastmath_gpu`; bit for bit under the CUDA simulator). See
+:mod:`tessera.kernels.rng` for the counter layout and the Box-Muller mapping.
 
 The four state words are carried as uint32 and multiplied as zero-extended uint64, which NVVM
 turns into one ``mul.wide.u32`` per product (the CPU kernel does the same in uint64 lanes).
@@ -18,9 +19,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from kernels import fastmath_gpu as fm
-from kernels.config import CUDA_DEVICE, CUDA_KERNEL
-from kernels.rng import _M0, _M1, _S32, _TWO_M32, _W0, _W1, _as_words, seed_key
+from tessera.kernels import fastmath_gpu as fm
+from tessera.kernels.config import CUDA_DEVICE, CUDA_KERNEL
+from tessera.kernels.rng import _M0, _M1, _S32, _TWO_M32, _W0, _W1, _as_words, seed_key
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -40,7 +41,7 @@ def philox_block(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 of counter ``(c0, c1, c2, c3)`` and key ``(k0, k1)`` on the device.
 
     Arguments are any unsigned integers (only their low 32 bits count); returns four uint32
-    words, equal to :func:`kernels.rng.philox_block`.
+    words, equal to :func:`tessera.kernels.rng.philox_block`.
     """
     c0 = np.uint32(c0)
     c1 = np.uint32(c1)
@@ -77,7 +78,7 @@ def rotate(r, u):
 @cuda.jit(**CUDA_DEVICE)
 def normal_block(group, sample, k0, k1):
     """The four normals of step group ``group`` of sample ``sample`` (a uint64 index):
-    :func:`kernels.rng.normal_block` on the device."""
+    :func:`tessera.kernels.rng.normal_block` on the device."""
     s = np.uint64(sample)
     x0, x1, x2, x3 = philox_block(group, s & np.uint64(0xFFFFFFFF), s >> _S32, 0, k0, k1)
     z0, z1 = rotate(radius(uniform(x0)), uniform(x1))
@@ -117,7 +118,7 @@ def _grid(n: int, threads: int = 128) -> tuple[int, int]:
 
 
 def philox4x32_blocks(counters: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """:func:`kernels.rng.philox4x32_blocks` on the device: ``(n, 4)`` uint32 counters and a
+    """:func:`tessera.kernels.rng.philox4x32_blocks` on the device: ``(n, 4)`` uint32 counters and a
     (2,) key -> ``(n, 4)`` uint32 blocks. Raises ``ValueError`` like the CPU function."""
     c = _as_words(counters, 2, 4, "counters")
     k = _as_words(key, 1, 2, "key")
@@ -128,7 +129,7 @@ def philox4x32_blocks(counters: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 
 def sample_normals(seed: int, samples: np.ndarray, steps: int) -> np.ndarray:
-    """:func:`kernels.rng.sample_normals` on the device: the Monte Carlo kernel's normals,
+    """:func:`tessera.kernels.rng.sample_normals` on the device: the Monte Carlo kernel's normals,
     ``(len(samples), steps)`` float64."""
     k0, k1 = seed_key(seed)
     s = np.asarray(samples)

@@ -1,9 +1,9 @@
-"""Slow, plain NumPy references for the Monte Carlo kernel (no Numba, no kernels.fastmath).
+"""Slow, plain NumPy references for the Monte Carlo kernel (no Numba, no tessera.kernels.fastmath).
 
 * :func:`philox4x32` is Philox4x32-10 written again from the Random123 paper, vectorised over
   counters with uint64 NumPy arithmetic.
 * :func:`kernel_normals` draws the kernel's normals through it, with ``np.log``, ``np.cos`` and
-  ``np.sin`` (the same counter and word mapping as ``kernels.rng``, documented there).
+  ``np.sin`` (the same counter and word mapping as ``tessera.kernels.rng``, documented there).
 * :func:`gbm_payoffs` simulates whole paths in price space (``S = S0 * exp(cumsum(...))``) and
   evaluates every product from them; it accepts any normals, e.g. NumPy's own generator's.
 """

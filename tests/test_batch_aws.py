@@ -12,20 +12,20 @@ from typing import Any
 
 import pytest
 
-from engine import executors, spec
-from engine.batch import doctor, index, status, submit
-from engine.batch.aws import call
-from engine.batch.render import RenderOptions, render
-from engine.errors import BatchError, BatchRequestError
-from engine.events import Event, ShardCommitted
-from engine.executors.batch import BatchExecutor
-from engine.run import run_job
-from engine.store import Store
-from engine.worker import run_shard
+from tessera.engine import executors, spec
+from tessera.engine.batch import doctor, index, status, submit
+from tessera.engine.batch.aws import call
+from tessera.engine.batch.render import RenderOptions, render
+from tessera.engine.errors import BatchError, BatchRequestError
+from tessera.engine.events import Event, ShardCommitted
+from tessera.engine.executors.batch import BatchExecutor
+from tessera.engine.run import run_job
+from tessera.engine.store import Store
+from tessera.engine.worker import run_shard
 from tests.jobs import job_dict, write_job
 from tests.motoserver import MotoBatch
 
-TESSERA = [sys.executable, "-m", "engine.cli"]
+TESSERA = [sys.executable, "-m", "tessera.engine.cli"]
 
 
 def _cli(moto: MotoBatch, *args: str) -> subprocess.CompletedProcess[str]:
@@ -360,7 +360,7 @@ def test_batch_executor_runs_a_job_through_batch(
                 j["status"] = "RUNNING"
         return jobs
 
-    monkeypatch.setattr("engine.executors.batch.describe", describe)
+    monkeypatch.setattr("tessera.engine.executors.batch.describe", describe)
     events: list[Event] = []
     outcome = run_job(job, executor, events.append)
     assert outcome.ok and len(polls) == 3

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from engine import spec
-from engine.batch import contract as c
-from engine.batch import submit
-from engine.store import Store
+from tessera.engine import spec
+from tessera.engine.batch import contract as c
+from tessera.engine.batch import submit
+from tessera.engine.store import Store
 from tests.jobs import job_dict, write_job
 
-TESSERA = [sys.executable, "-m", "engine.cli"]
+TESSERA = [sys.executable, "-m", "tessera.engine.cli"]
 FAKE_SECRETS = {
     "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE1234",
     "AWS_SECRET_ACCESS_KEY": "fakeSecretDoNotPrint/0123456789abcdefXYZ",

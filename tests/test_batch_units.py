@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from engine import spec
-from engine.batch import budget as batch_budget
-from engine.batch import contract as c
-from engine.batch import doctor, fargate, index, instances, retry, status
-from engine.batch.render import RenderOptions, render
-from engine.batch.submit import (
+from tessera.engine import budget, spec
+from tessera.engine.batch import budget as batch_budget
+from tessera.engine.batch import contract as c
+from tessera.engine.batch import doctor, fargate, index, instances, retry, status
+from tessera.engine.batch.render import RenderOptions, render
+from tessera.engine.batch.submit import (
     Dependency,
     Submission,
     array_requests,
@@ -26,9 +26,9 @@ from engine.batch.submit import (
     prepare,
     reduce_request,
 )
-from engine.batch.validate import limit_problems, validate_request
-from engine.errors import BatchError, BatchRequestError, SpecError
-from engine.store import Store
+from tessera.engine.batch.validate import limit_problems, validate_request
+from tessera.engine.errors import BatchError, BatchRequestError, SpecError
+from tessera.engine.store import Store
 from tests.jobs import job_dict
 
 # 25,000 shards of one 4,096-sample block each (antithetic: two paths a sample).
@@ -84,7 +84,7 @@ def test_25000_pending_shards_become_3_index_files_covering_each_shard_once(tmp_
     job = _job(tmp_path / "store", shards=25_000, paths=PATHS_25K)
     assert job.n_shards == 25_000
     s = prepare(job, queue="q", definition="d", submission="S1")
-    from engine.batch.submit import finalize, write_files
+    from tessera.engine.batch.submit import finalize, write_files
 
     finalize(s, depends_on=[])
     write_files(s)
@@ -324,20 +324,20 @@ def test_budget_projects_timeout_upper_bound_then_measured_seconds() -> None:
     data["resources"] = {"vcpus": 2, "memory_mib": 4096}
     job = spec.from_dict(data)
     work = [1000] * 10
-    p = batch_budget.project(job, {}, list(range(10)), work, price_per_vcpu_hour=0.05)
+    p = budget.project(job, {}, list(range(10)), work, price_per_vcpu_hour=0.05)
     assert p.vcpu_hours == pytest.approx(10 * 2 * 0.5) and p.usd == pytest.approx(0.5)
     assert "upper bound" in p.basis
     batch_budget.check(p, 0.5)
     with pytest.raises(BatchError, match=r"projected cost \$0.50 exceeds the budget \$0.40"):
         batch_budget.check(p, 0.4)
     records = {i: {"seconds": 36.0, "work": 1000} for i in range(4)}
-    p = batch_budget.project(job, records, list(range(4, 10)), work, price_per_vcpu_hour=0.05)
+    p = budget.project(job, records, list(range(4, 10)), work, price_per_vcpu_hour=0.05)
     assert p.seconds_per_pending == pytest.approx(36.0) and p.done == 4 and p.pending == 6
     assert p.vcpu_hours == pytest.approx(10 * 2 * 36 / 3600)
-    on_catalogue = batch_budget.project(job, records, list(range(4, 10)), work, basis="spot")
+    on_catalogue = budget.project(job, records, list(range(4, 10)), work, basis="spot")
     assert on_catalogue.usd > 0 and "spot" in on_catalogue.priced_on
     with pytest.raises(ValueError, match="price basis 'cheap'"):
-        batch_budget.project(job, records, [], work, basis="cheap")
+        budget.project(job, records, [], work, basis="cheap")
 
 
 # -- doctor ------------------------------------------------------------------------------------
@@ -433,9 +433,11 @@ def test_status_bar_and_failures() -> None:
 
 def test_batch_modules_import_neither_boto3_nor_botocore() -> None:
     code = (
-        "import sys, engine.cli, engine.worker_cli, engine.executors.batch, engine.batch.cli, "
-        "engine.batch.local, engine.batch.status, engine.batch.doctor, engine.batch.submit, "
-        "engine.batch.render, engine.batch.aws, engine.batch.validate;"
+        "import sys, tessera.engine.cli, tessera.engine.worker_cli, "
+        "tessera.engine.executors.batch, tessera.engine.batch.cli, "
+        "tessera.engine.batch.local, tessera.engine.batch.status, tessera.engine.batch.doctor, "
+        "tessera.engine.batch.submit, "
+        "tessera.engine.batch.render, tessera.engine.batch.aws, tessera.engine.batch.validate;"
         "print(sorted(m for m in ('boto3', 'botocore', 'distributed') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -444,7 +446,7 @@ def test_batch_modules_import_neither_boto3_nor_botocore() -> None:
 
 def test_cli_lists_the_batch_commands() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "batch", "--help"],
+        [sys.executable, "-m", "tessera.engine.cli", "batch", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -453,7 +455,7 @@ def test_cli_lists_the_batch_commands() -> None:
     for name in ("render", "submit", "status", "doctor", "local"):
         assert name in out.stdout
     rendered = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "worker", "--help"],
+        [sys.executable, "-m", "tessera.engine.cli", "worker", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -466,7 +468,16 @@ def test_render_prints_valid_json(tmp_path: Path) -> None:
 
     path = write_job(tmp_path / "job.toml", job_dict(tmp_path / "store"))
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "batch", "render", str(path), "--image", "img:1"],
+        [
+            sys.executable,
+            "-m",
+            "tessera.engine.cli",
+            "batch",
+            "render",
+            str(path),
+            "--image",
+            "img:1",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -474,7 +485,16 @@ def test_render_prints_valid_json(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["containerProperties"]["image"] == "img:1"
     bad = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "batch", "render", str(path), "--platform", "FARGATE"],
+        [
+            sys.executable,
+            "-m",
+            "tessera.engine.cli",
+            "batch",
+            "render",
+            str(path),
+            "--platform",
+            "FARGATE",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,7 +15,15 @@ import pytest
 def test_bench_quick_writes_json_and_a_png(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bench", "--quick", "--results", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "tessera.engine.cli",
+            "bench",
+            "--quick",
+            "--results",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernels.imaging.color import (
+from tessera.kernels.imaging.color import (
     luma,
     premultiply_alpha,
     rgb_to_ycbcr,

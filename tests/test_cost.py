@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import cost, executors, spec
-from engine.budget import project_total
-from engine.run import run_job
-from engine.store import Store
+from tessera.engine import cost, executors, spec
+from tessera.engine.budget import project
+from tessera.engine.run import run_job
+from tessera.engine.store import Store
 from tests.jobs import job_dict, write_job
 
 BOX = cost.InstanceType(
@@ -162,15 +162,16 @@ def test_a_price_file_extends_or_replaces(tmp_path: Path) -> None:
         cost.load_catalogue(bad)
 
 
-def test_project_total_on_a_named_basis(tmp_path: Path) -> None:
+def test_project_on_a_named_basis(tmp_path: Path) -> None:
     (tmp_path / "p.toml").write_text(TEST_PRICES)
     catalogue = cost.load_catalogue(tmp_path / "p.toml")
     job = spec.from_dict(job_dict(tmp_path / "s"))
-    done = [(usage(10, memory_mib=2048), 100)]
-    p = project_total(job, done, [100, 100], catalogue, "test.2x:on-demand")
-    assert p is not None and p.total_usd == pytest.approx(3.6 * 60 / 3600)  # 15 s: 60 s minimum
+    records = {0: {"seconds": 10.0, "work": 100}}
+    p = project(job, records, [1, 2], [100] * 3, catalogue=catalogue, basis="test.2x:on-demand")
+    assert p.usd == pytest.approx(3.6 * 60 / 3600)  # 15 s: 60 s minimum
+    assert p.priced_on == "test.2x on-demand" and (p.done, p.pending) == (1, 2)
     with pytest.raises(ValueError, match="price basis 'cheap'"):
-        project_total(job, done, [100], catalogue, "cheap")
+        project(job, records, [1], [100] * 2, catalogue=catalogue, basis="cheap")
 
 
 def test_budget_stops_dispatch_then_a_higher_budget_resumes(
@@ -220,7 +221,7 @@ def test_cli_budget_stop_and_cost_table(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "tessera.engine.cli",
             "run",
             str(path),
             "--executor",
@@ -238,7 +239,7 @@ def test_cli_budget_stop_and_cost_table(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "budget: the projected total $0.0600 (test.2x on-demand" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "run", str(path), "--executor", "local"],
+        [sys.executable, "-m", "tessera.engine.cli", "run", str(path), "--executor", "local"],
         capture_output=True,
         text=True,
         env=env,
@@ -254,7 +255,7 @@ def test_cli_budget_stop_and_cost_table(tmp_path: Path) -> None:
     )
     assert math.isclose(row["cost_usd"], 0.06)
     status = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "status", str(tmp_path / "store")],
+        [sys.executable, "-m", "tessera.engine.cli", "status", str(tmp_path / "store")],
         capture_output=True,
         text=True,
         env=env,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from examples.make_images import make_image
-from kernels.imaging.downsample import downsample2x, gamma_tables, output_shape
+from tessera.kernels.imaging.downsample import downsample2x, gamma_tables, output_shape
 from tests import imaging_reference as ref
 
 SIZES = [(1, 1), (1, 2), (2, 1), (1, 7), (7, 1), (2, 2), (3, 3), (5, 8), (8, 5), (33, 64), (64, 33)]

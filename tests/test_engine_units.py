@@ -6,12 +6,12 @@ import io
 
 import pytest
 
-from engine import config, faults, spec
-from engine.events import Message, RunStarted, ShardCommitted, ShardFailed
-from engine.executors import create
-from engine.plan import pending, plan
-from engine.report import Progress
-from kernels.base import split_rows
+from tessera.engine import config, faults, spec
+from tessera.engine.events import Message, RunStarted, ShardCommitted, ShardFailed
+from tessera.engine.executors import create
+from tessera.engine.plan import pending, plan
+from tessera.engine.report import Progress
+from tessera.kernels.base import split_rows
 from tests.jobs import job_dict
 
 
@@ -84,7 +84,8 @@ def test_s3_endpoint_comes_from_the_standard_variables(monkeypatch: pytest.Monke
 
 
 def test_unknown_executor_names_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown executor 'ray'; expected one of \['dask', "):
+    expected = r"unknown executor 'ray'; expected one of \['batch', 'dask', 'local'\]"
+    with pytest.raises(ValueError, match=expected):
         create("ray")
 
 
@@ -93,8 +94,10 @@ def test_import_engine_pulls_in_neither_boto3_nor_distributed() -> None:
     import sys
 
     code = (
-        "import sys, engine, engine.spec, engine.store, engine.run, engine.executors, engine.cli;"
-        "import engine.worker_cli, engine.executors.batch, engine.batch.cli, engine.batch.local;"
+        "import sys, tessera, tessera.engine.spec, tessera.engine.store, tessera.engine.run, "
+        "tessera.engine.executors, tessera.engine.cli;"
+        "import tessera.engine.worker_cli, tessera.engine.executors.batch, "
+        "tessera.engine.batch.cli, tessera.engine.batch.local;"
         "print(sorted(m for m in ('boto3', 'distributed') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -128,5 +131,5 @@ def test_progress_off_a_terminal_logs_lines() -> None:
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue()
     assert lines[1] == "Dask dashboard: http://127.0.0.1:1/status"
-    assert lines[2] == "job demo shard 0/2 committed in 0.50 s (1/2 done)"
-    assert lines[3] == "job demo shard 1/2 failed: ValueError: bad"
+    assert lines[2] == "job demo shard 0 committed in 0.50 s (1 of 2 done)"
+    assert lines[3] == "job demo shard 1 failed: ValueError: bad"

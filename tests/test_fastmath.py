@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from kernels import fastmath as fm
+from tessera.kernels import fastmath as fm
 
 L = np.longdouble
 EPS = 2.0**-52  # one ulp of 1.0

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine import spec
-from engine.errors import SpecError
-from engine.plan import plan
-from kernels.imaging import pyramid_params, transcode_params
-from kernels.montecarlo import params as gbm_params
+from tessera.engine import spec
+from tessera.engine.errors import SpecError
+from tessera.engine.plan import plan
+from tessera.kernels.imaging import pyramid_params, transcode_params
+from tessera.kernels.montecarlo import params as gbm_params
 from tests.jobs import job_dict
 
 # Strings that have broken job loaders elsewhere: path escapes, URL schemes fsspec knows (and
@@ -179,7 +179,9 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]
     for i in range(2):
         Image.fromarray(np.full((16, 24, 3), 40 * i, np.uint8)).save(folder / f"f{i}.png")
     gbm = job_dict("store", shards=2)
-    spin = {"job": {"name": "spin", "kernel": "bench.spin", "store": "store", "shards": 3}}
+    spin = {
+        "job": {"name": "spin", "kernel": "benchmarks.spin:KERNEL", "store": "store", "shards": 3}
+    }
     spin["params"] = {"seconds": 0.0, "payload_kib": 1}
     transcode = {
         "job": {"name": "tc", "kernel": "imaging.transcode", "store": "store"},
@@ -331,7 +333,7 @@ def test_inputs_of_odd_schemes_are_refused_before_any_network(
 
 def test_the_fuzzer_knows_every_kernel_parameter() -> None:
     """The fuzzer's key list covers every kernel's parameters (so it reaches every check)."""
-    from kernels import bench
+    from benchmarks import spin as bench
 
     for params in (gbm_params.Params, transcode_params.Params, pyramid_params.Params, bench.Params):
         assert {f.name for f in dataclasses.fields(params)} <= set(PARAM_KEYS), params
@@ -356,7 +358,7 @@ def test_tessera_validate_names_the_key_without_a_traceback(
     path = tmp_path / "job.toml"
     path.write_text(to_toml(data), encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "validate", str(path)],
+        [sys.executable, "-m", "tessera.engine.cli", "validate", str(path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import spec
-from kernels.montecarlo.gbm import KERNEL
+from tessera.engine import spec
+from tessera.kernels.montecarlo.gbm import KERNEL
 from tests.jobs import job_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,8 +99,8 @@ def test_cuda_twins_on_the_device(cuda_gpu: str) -> None:
 def test_cpu_work_never_imports_numba_cuda(tmp_path: Path) -> None:
     code = f"""
 import sys
-from engine import executors, spec
-from engine.run import run_job
+from tessera.engine import executors, spec
+from tessera.engine.run import run_job
 from tests.jobs import job_dict
 job = spec.from_dict(job_dict({str(tmp_path / "s")!r}, shards=2, paths=20_000, steps=4))
 assert run_job(job, executors.create("local"), lambda e: None).ok
@@ -112,8 +112,8 @@ assert "numba.cuda" not in sys.modules, "a CPU run imported numba.cuda"
 
 def test_gpu_job_without_a_device_fails_with_the_fix(tmp_path: Path) -> None:
     code = f"""
-from engine import executors, spec
-from engine.run import run_job
+from tessera.engine import executors, spec
+from tessera.engine.run import run_job
 from tests.jobs import job_dict
 data = job_dict({str(tmp_path / "s")!r}, shards=1, paths=1000, steps=4)
 data["resources"] = {{"gpus": 1}}

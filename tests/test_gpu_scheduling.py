@@ -16,13 +16,18 @@ from typing import Any
 
 import pytest
 
-from engine import executors, spec
-from engine.errors import ExecutorError
-from engine.events import Event, Message
-from engine.executors.dask import _PINNED_ENV, DaskExecutor, _check_gpu_workers
-from engine.executors.dask_gpu import device_ids, gpu_worker_count, start_cluster, worker_specs
-from engine.run import run_job
-from engine.store import Store
+from tessera.engine import executors, spec
+from tessera.engine.errors import ExecutorError
+from tessera.engine.events import Event, Message
+from tessera.engine.executors.dask import _PINNED_ENV, DaskExecutor, _check_gpu_workers
+from tessera.engine.executors.dask_gpu import (
+    device_ids,
+    gpu_worker_count,
+    start_cluster,
+    worker_specs,
+)
+from tessera.engine.run import run_job
+from tessera.engine.store import Store
 from tests.jobs import job_dict, write_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +157,7 @@ def test_cli_gpu_workers_runs_a_gpu_job(tmp_path: Path) -> None:
         path = write_job(tmp_path / f"job{gpus}.toml", data)
         args = ["--gpu-workers", "2"] if gpus else ["--workers", "2"]
         proc = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "run", str(path), *args],
+            [sys.executable, "-m", "tessera.engine.cli", "run", str(path), *args],
             capture_output=True,
             text=True,
             timeout=300,
@@ -173,7 +178,7 @@ def test_cli_gpu_workers_runs_a_gpu_job(tmp_path: Path) -> None:
 def test_cli_rejects_bad_gpu_worker_counts(tmp_path: Path) -> None:
     path = write_job(tmp_path / "job.toml", job_dict(tmp_path / "s", shards=1, paths=1000))
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "run", str(path), "--gpu-workers", "0"],
+        [sys.executable, "-m", "tessera.engine.cli", "run", str(path), "--gpu-workers", "0"],
         capture_output=True,
         text=True,
         timeout=120,

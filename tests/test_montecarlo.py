@@ -10,11 +10,11 @@ import numba
 import numpy as np
 import pytest
 
-from kernels import registry
-from kernels.base import ParamError
-from kernels.montecarlo import closed_form
-from kernels.montecarlo.cpu import BLOCK_SAMPLES, N_STATS
-from kernels.montecarlo.gbm import KERNEL, n_blocks
+from tessera.kernels import registry
+from tessera.kernels.base import ParamError
+from tessera.kernels.montecarlo import closed_form
+from tessera.kernels.montecarlo.cpu import BLOCK_SAMPLES, N_STATS
+from tessera.kernels.montecarlo.gbm import KERNEL, n_blocks
 from tests import naive
 
 BASE = {
@@ -39,7 +39,7 @@ def run(raw, seed=1, shards=1):
     """Parse, lay out, compute every shard in-process, reduce: (params, rows, result)."""
     params = KERNEL.parse_params(raw)
     layout = KERNEL.layout(params, shards)
-    parts = [KERNEL.compute(params, seed, layout, i)[0]["sums"] for i in range(layout.n_shards)]
+    parts = [KERNEL.compute(params, seed, layout, i).arrays["sums"] for i in range(layout.n_shards)]
     rows = np.concatenate(parts)
     return params, rows, KERNEL.reduce(params, seed, {"sums": rows})
 
@@ -266,7 +266,8 @@ def test_layout_and_compute_stats():
     assert spec.name == "sums" and spec.dtype == "float64" and spec.shape == (21, N_STATS)
     assert layout.bounds == ((0, 6, 12, 18, 21),) and spec.chunks == (6, N_STATS)
     assert layout.work == params.paths * params.steps and layout.work_unit == "path-steps"
-    arrays, stats = KERNEL.compute(params, 1, layout, 3)
+    output = KERNEL.compute(params, 1, layout, 3)
+    arrays, stats = output.arrays, output.stats
     assert arrays["sums"].shape == (3, N_STATS)
     assert stats == {
         "blocks": 3,

@@ -18,12 +18,12 @@ import tifffile
 import zarr
 from PIL import Image
 
-from engine import executors, spec
-from engine.errors import SpecError, StoreMismatchError
-from engine.run import RunOutcome, run_job
 from examples.make_images import make_image, write_pillow, write_tiff
-from kernels.imaging import dzi
-from kernels.imaging.tiles import (
+from tessera.engine import executors, spec
+from tessera.engine.errors import SpecError, StoreMismatchError
+from tessera.engine.run import RunOutcome, run_job
+from tessera.kernels.imaging import dzi
+from tessera.kernels.imaging.tiles import (
     Geometry,
     dzi_level_count,
     dzi_tile_box,
@@ -481,8 +481,8 @@ def test_an_ome_zarr_image_and_a_zarr_v2_array_as_sources(
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_tiff_regions_equal_tifffile(tmp_path: Path, options: dict[str, Any], dtype: Any) -> None:
     """Memory-mapped (plain pixels) and decoded (everything else) reads alike."""
-    from engine.io import Inputs
-    from kernels.imaging.source import open_source
+    from tessera.engine.io import Inputs
+    from tessera.kernels.imaging.source import open_source
 
     pixels = make_image(150, 101, "RGB", bits=8 * np.dtype(dtype).itemsize)
     path = tmp_path / "x.tif"

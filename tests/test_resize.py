@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernels.imaging.resize import filter_taps, output_size, resize
+from tessera.kernels.imaging.resize import filter_taps, output_size, resize
 from tests.natural import natural
 
 LANCZOS = Image.Resampling.LANCZOS

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from kernels import rng
+from tessera.kernels import rng
 from tests import naive
 
 # Random123 kat_vectors, "philox4x32 10" lines: counter (4 words), key (2 words), expected.

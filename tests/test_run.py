@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from engine import executors, spec
-from engine.events import Event, Message, ShardCommitted, ShardFailed
-from engine.run import run_job
-from engine.store import Store
+from tessera.engine import executors, spec
+from tessera.engine.events import Event, Message, ShardCommitted, ShardFailed
+from tessera.engine.run import run_job
+from tessera.engine.store import Store
 from tests.jobs import job_dict, write_job
 
-TESSERA = [sys.executable, "-m", "engine.cli"]
+TESSERA = [sys.executable, "-m", "tessera.engine.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -154,11 +154,11 @@ def test_cli_run_report_table(tmp_path: Path) -> None:
         "path-steps/s",
         "CPU-seconds",
         "peak memory/shard",
-        "2/2 committed",
+        "2 of 2 shards committed",
     ):
         assert needle in proc.stdout
     # Not a terminal: plain log lines, one per shard.
-    assert "shard 1/2 committed in" in proc.stderr
+    assert "shard 1 committed in" in proc.stderr
     report = json.loads((tmp_path / "store" / "report.json").read_text())
     assert report["n_shards"] == 2 and report["committed"] == 2
     assert report["this_run"]["work"] == 131_072 * 16

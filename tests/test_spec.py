@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from engine import spec
-from engine.errors import SpecError, TesseraError
+from tessera.engine import spec
+from tessera.engine.errors import SpecError, TesseraError
 from tests.jobs import job_dict, to_toml, write_job
 
 
@@ -132,7 +132,12 @@ def test_relative_store_is_made_absolute(base: dict[str, Any]) -> None:
         ("job", "shard", 4, "job.shard: unknown key"),
         ("job", "name", "has space", "job.name"),
         ("job", "name", "x" * 129, "job.name"),
-        ("job", "kernel", "montecarlo.nope", "job.kernel: 'montecarlo.nope' is not a registered"),
+        (
+            "job",
+            "kernel",
+            "montecarlo.nope",
+            "job.kernel: 'montecarlo.nope' is not a kernel: did you mean 'montecarlo.gbm'?",
+        ),
         ("job", "shards", 0, "job.shards: 0 is out of range; expected >= 1"),
         ("job", "shards", "4", "job.shards: expected an integer, got str '4'"),
         ("job", "shards", 2.0, "job.shards: expected an integer, got float"),
@@ -213,7 +218,7 @@ def test_cli_validate_prints_the_error_without_a_traceback(
     path = tmp_path / "job.toml"
     path.write_text(to_toml(_with(base, "params", "volatility", -1.0)))
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "validate", str(path)],
+        [sys.executable, "-m", "tessera.engine.cli", "validate", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -222,7 +227,7 @@ def test_cli_validate_prints_the_error_without_a_traceback(
     assert "params.volatility" in proc.stderr and "Traceback" not in proc.stderr
     good = write_job(tmp_path / "good.toml", base)
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "validate", str(good)],
+        [sys.executable, "-m", "tessera.engine.cli", "validate", str(good)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import spec
-from engine.errors import StoreError, StoreMismatchError
-from engine.plan import Plan, pending, plan
-from engine.store import Store
+from tessera.engine import spec
+from tessera.engine.config import storage_options
+from tessera.engine.errors import StoreError, StoreMismatchError
+from tessera.engine.plan import Plan, pending, plan
+from tessera.engine.store import Store
 from tests.jobs import job_dict
 
 
@@ -88,6 +89,16 @@ class StoreTests:
         assert "seed: stored 7, this job 99" in message
         assert "delete the store or pass --store" in message
 
+    def test_only_the_shard_count_differs_advises_the_stored_count(self, url: str) -> None:
+        job, job_plan = self._job(url, shards=4)
+        Store.open_for_job(job, job_plan)
+        other, other_plan = self._job(url, shards=2)
+        with pytest.raises(StoreMismatchError) as info:
+            Store.open_for_job(other, other_plan)
+        message = str(info.value)
+        assert "n_shards: stored 4, this job 2" in message
+        assert "pass --shards 4 (the stored count)" in message
+
     def test_failures_and_attempts(self, url: str) -> None:
         job, job_plan = self._job(url)
         store = Store.open_for_job(job, job_plan)
@@ -108,15 +119,68 @@ class StoreTests:
         store.write_json("result.json", json.dumps({"a": 1}))
         assert Store.open_existing(url).read_json("result.json") == {"a": 1}
 
+    def test_a_location_holding_user_files_is_refused_and_kept(self, url: str) -> None:
+        owned = {"notes.txt": b"my notes\n", "sub/keep.txt": b"keep me"}
+        for key, data in owned.items():
+            _put(f"{url}/{key}", data)
+        job, job_plan = self._job(url)
+        with pytest.raises(StoreError, match=r"is not empty.*2 entries \(notes\.txt, sub\)"):
+            Store.open_for_job(job, job_plan)
+        for key, data in owned.items():
+            assert _get(f"{url}/{key}") == data
+        assert _get(f"{url}/zarr.json") is None
+
+    def test_many_entries_are_counted_not_listed(self, url: str) -> None:
+        for i in range(12):
+            _put(f"{url}/f{i:02d}.csv", b"x")
+        job, job_plan = self._job(url)
+        with pytest.raises(StoreError, match=r"12 entries \(f00.csv, .*f04.csv and 7 more\)"):
+            Store.open_for_job(job, job_plan)
+        assert _get(f"{url}/f11.csv") == b"x"
+
     def test_open_existing_refuses_a_non_store(self, url: str) -> None:
         with pytest.raises(StoreError, match="is not a tessera store"):
             Store.open_existing(url)
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    import fsspec
+
+    if "://" not in url or url.startswith("file://"):
+        return fsspec.filesystem("file", auto_mkdir=True), url.removeprefix("file://")
+    return fsspec.core.url_to_fs(url, **storage_options(url))
+
+
+def _put(url: str, data: bytes) -> None:
+    fs, path = _fs(url)
+    fs.pipe_file(path, data)
+
+
+def _get(url: str) -> bytes | None:
+    fs, path = _fs(url)
+    fs.invalidate_cache()
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
 
 
 class TestLocalStore(StoreTests):
     @pytest.fixture
     def url(self, tmp_path: Any) -> str:
         return str(tmp_path / "store")
+
+    def test_an_empty_folder_becomes_a_store(self, tmp_path: Any) -> None:
+        (tmp_path / "empty").mkdir()
+        job, job_plan = self._job(str(tmp_path / "empty"))
+        assert Store.open_for_job(job, job_plan).committed() == set()
+
+    def test_a_file_is_refused(self, tmp_path: Any) -> None:
+        (tmp_path / "f").write_bytes(b"mine")
+        job, job_plan = self._job(str(tmp_path / "f"))
+        with pytest.raises(StoreError, match="is a file, not a folder"):
+            Store.open_for_job(job, job_plan)
+        assert (tmp_path / "f").read_bytes() == b"mine"
 
 
 class TestFileUrlStore(StoreTests):
@@ -134,3 +198,15 @@ class TestS3Store(StoreTests):
         bucket = "tessera-store-tests"
         seaweed_s3.create_bucket(bucket)
         return f"s3://{bucket}/{request.node.name}"
+
+    def test_a_bucket_root_with_objects_is_refused_and_kept(
+        self, seaweed_s3: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for key, value in seaweed_s3.env().items():
+            monkeypatch.setenv(key, value)
+        bucket = seaweed_s3.create_bucket()
+        _put(f"s3://{bucket}/precious.csv", b"a,b\n1,2\n")
+        job, job_plan = self._job(f"s3://{bucket}")
+        with pytest.raises(StoreError, match=r"1 entry \(precious\.csv\)"):
+            Store.open_for_job(job, job_plan)
+        assert _get(f"s3://{bucket}/precious.csv") == b"a,b\n1,2\n"

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import executors, spec
-from engine.errors import SpecError
-from engine.run import run_job
-from kernels.imaging.transcode import KERNEL, transcode_bytes
-from kernels.imaging.transcode_params import parse
+from tessera.engine import executors, spec
+from tessera.engine.errors import SpecError
+from tessera.engine.run import run_job
+from tessera.kernels.imaging.transcode import KERNEL, transcode_bytes
+from tessera.kernels.imaging.transcode_params import parse
 from tests.jobs import write_job
 from tests.natural import natural
 
@@ -315,7 +315,7 @@ def test_corrupt_file_fails_alone_through_the_cli(frames: Path, tmp_path: Path) 
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "engine.cli", *args],
+            [sys.executable, "-m", "tessera.engine.cli", *args],
             capture_output=True,
             text=True,
             timeout=240,

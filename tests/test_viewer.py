@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.viewer import CDN, find_openseadragon, viewer_pages, write_viewer
+from tessera.engine.viewer import CDN, find_openseadragon, viewer_pages, write_viewer
 from tests.dzi import quadrants, write_dzi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_write_viewer_to_s3(
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "tessera.engine.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -133,7 +133,7 @@ def test_chromium_draws_the_tiles(tmp_path: Path) -> None:
     store = tmp_path / "store"
     write_dzi(store / "dzi", quadrants(700, 500))
     server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "view", str(store), "--port", "0"],
+        [sys.executable, "-m", "tessera.engine.cli", "view", str(store), "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine import __version__
-from engine.batch import retry
-from engine.batch.validate import validate_request
-from engine.errors import BatchError
+from tessera.engine import __version__
+from tessera.engine.batch import retry
+from tessera.engine.batch.validate import validate_request
+from tessera.engine.errors import BatchError
 
 log = logging.getLogger(__name__)
 

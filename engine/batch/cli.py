@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from engine import worker_cli
-from engine.batch import contract as c
+from tessera.engine import worker_cli
+from tessera.engine.batch import contract as c
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -101,8 +101,8 @@ def _render_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from engine import spec
-    from engine.errors import SpecError
+    from tessera.engine import spec
+    from tessera.engine.errors import SpecError
 
     if args.shards is not None and args.shards < 1:
         raise SpecError("--shards", f"{args.shards} is out of range; expected >= 1")
@@ -110,7 +110,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _need(name: str, value: str | None, var: str) -> str:
-    from engine.errors import SpecError
+    from tessera.engine.errors import SpecError
 
     if not value:
         raise SpecError(name, f"is required (or set {var})")
@@ -118,8 +118,8 @@ def _need(name: str, value: str | None, var: str) -> str:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from engine.batch.render import DEFAULT_IMAGE, RenderOptions, render
-    from engine.config import batch_settings
+    from tessera.engine.batch.render import DEFAULT_IMAGE, RenderOptions, render
+    from tessera.engine.config import batch_settings
 
     job = _load(args)
     env = batch_settings()
@@ -140,7 +140,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     )
     print(json.dumps(request, indent=2, sort_keys=True))
     if args.register:
-        from engine.batch.aws import batch_client, call
+        from tessera.engine.batch.aws import batch_client, call
 
         response = call(batch_client(args.region), "RegisterJobDefinition", request)
         print(
@@ -152,12 +152,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from engine import cost
-    from engine.batch import budget, submit
-    from engine.config import batch_settings, settings
-    from engine.errors import SpecError, StoreError
-    from engine.plan import plan
-    from engine.store import Store
+    from tessera.engine import budget, cost
+    from tessera.engine.batch import submit
+    from tessera.engine.batch.budget import check
+    from tessera.engine.config import batch_settings, settings
+    from tessera.engine.errors import SpecError, StoreError
+    from tessera.engine.plan import plan
+    from tessera.engine.store import Store
 
     job = _load(args)
     env, run_env = batch_settings(), settings()
@@ -186,13 +187,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             basis=args.price_basis or run_env.price_basis,
             price_per_vcpu_hour=args.price_per_vcpu_hour,
         )
-        budget.check(projection, limit)
+        check(projection, limit)
         print(f"budget ${limit:,.2f}: projected {projection.describe()}", file=sys.stderr)
 
     client = None
     sizes: dict[str, int | None] = {}
     if not args.dry_run:
-        from engine.batch.aws import batch_client
+        from tessera.engine.batch.aws import batch_client
 
         client = batch_client(args.region)
         sizes = submit.describe_sizes(client, deps)
@@ -241,11 +242,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from engine.batch import status
-    from engine.batch.aws import batch_client
+    from tessera.engine.batch import status
+    from tessera.engine.batch.aws import batch_client
 
     if args.interval <= 0:
-        from engine.errors import SpecError
+        from tessera.engine.errors import SpecError
 
         raise SpecError("--interval", f"{args.interval} is out of range; expected > 0")
     states = status.watch(
@@ -260,10 +261,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from engine.batch import doctor
-    from engine.batch.aws import batch_client
-    from engine.batch.index import split
-    from engine.config import batch_settings
+    from tessera.engine.batch import doctor
+    from tessera.engine.batch.aws import batch_client
+    from tessera.engine.batch.index import split
+    from tessera.engine.config import batch_settings
 
     job = _load(args)
     queue = _need("--queue", args.queue or batch_settings().queue, "TESSERA_BATCH_QUEUE")
@@ -282,7 +283,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
-    from engine.batch.local import run_local
+    from tessera.engine.batch.local import run_local
 
     job = _load(args)
     outcome = run_local(job, parallel=args.parallel)

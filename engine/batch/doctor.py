@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.batch import fargate, instances
-from engine.errors import SpecError
+from tessera.engine.batch import fargate, instances
+from tessera.engine.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def diagnose(
 
 def fetch(client: Any, queue: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The queue and its compute environments, in the queue's order (two Describe calls)."""
-    from engine.batch.aws import call
+    from tessera.engine.batch.aws import call
 
     queues = call(client, "DescribeJobQueues", {"jobQueues": [queue]}).get("jobQueues", [])
     if not queues:

@@ -6,7 +6,7 @@ it when it renders the job definition.
 
 from __future__ import annotations
 
-from engine.errors import SpecError
+from tessera.engine.errors import SpecError
 
 
 def _mib(lo_gib: int, hi_gib: int, step_gib: int) -> tuple[int, ...]:

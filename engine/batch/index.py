@@ -9,14 +9,16 @@ array job has a single child: Batch arrays need two or more). Each array job ``k
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from engine.batch import contract as c
-from engine.errors import SpecError
-from engine.io import Inputs
-from engine.spec import Job, from_dict, parse_text
-from engine.store import Store
+from tessera.engine import urls
+from tessera.engine.batch import contract as c
+from tessera.engine.errors import SpecError
+from tessera.engine.io import Inputs
+from tessera.engine.spec import STORE_SCHEMES, Job, from_dict, normalise_store_url, parse_text
+from tessera.engine.store import Store
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,47 @@ def _read(url: str) -> str:
 
 
 def load_job(url: str) -> Job:
-    """Load the job spec a submission stored (a path, file:// or s3:// URL)."""
-    return from_dict(parse_text(_read(url), url), source=url)
+    """Load the job spec a submission stored (a path, file:// or s3:// URL); see
+    ``open_job``."""
+    return open_job(url)[0]
+
+
+def open_job(url: str) -> tuple[Job, Store]:
+    """The job at ``url`` (a path, file:// or s3:// URL) and its store, for a worker: a Batch
+    child, or ``tessera worker JOB``.
+
+    A job the store holds planned already (a submission's ``job.json``, or any file with the
+    stored job's kernel, params and shard request) is built from the plan stored in the store,
+    without running the kernel's ``prepare`` or ``layout`` again: a transcode child lists no
+    inputs, a pyramid child reads no header. Another job file is validated and planned as
+    ``tessera run`` would; the store then refuses it if it is another job's. Raises
+    ``SpecError`` for a job file that cannot be read or is invalid, ``StoreError`` when the
+    job's store does not exist."""
+    data = parse_text(_read(url), url)
+    section = data.get("job")
+    store_url = section.get("store") if isinstance(section, Mapping) else None
+    if not isinstance(store_url, str) or urls.scheme(store_url) not in STORE_SCHEMES:
+        job = from_dict(data, source=url)  # raises the SpecError naming job.store
+        return job, Store.open_existing(job.store)
+    store = Store.open_existing(normalise_store_url(store_url))
+    stored = store.plan()
+    if stored is not None and _planned_as(data, store.meta.get("job")):
+        return from_dict(data, source=url, layout=stored.layout), store
+    return from_dict(data, source=url), store
+
+
+def _planned_as(data: Mapping[str, Any], stored: Any) -> bool:
+    """True when the job ``data`` has the kernel, params and shard request of the stored job
+    (so the stored plan is its plan)."""
+    if not isinstance(stored, Mapping):
+        return False
+    mine, theirs = data.get("job"), stored.get("job")
+    if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):
+        return False
+    keys = ("kernel", "shards", "shard_size")
+    return data.get("params") == stored.get("params") and all(
+        mine.get(k) == theirs.get(k) for k in keys
+    )
 
 
 def read_index(job_url: str, name: str) -> IndexFile:

@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.batch import contract as c
-from engine.batch import retry, submit
-from engine.batch.render import RenderOptions, render
-from engine.spec import Job
+from tessera.engine.batch import contract as c
+from tessera.engine.batch import retry, submit
+from tessera.engine.batch.render import RenderOptions, render
+from tessera.engine.spec import Job
 
 STOP_GRACE_S = 30.0  # ECS's default stop timeout between SIGTERM and SIGKILL
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
@@ -60,12 +60,12 @@ class LocalOutcome:
 
 def entrypoint() -> list[str]:
     """The image's ``tessera`` entrypoint on this machine: the console script beside this
-    interpreter, else ``python -m engine.cli``."""
+    interpreter, else ``python -m tessera.engine.cli``."""
     script = os.path.join(os.path.dirname(sys.executable), c.ENTRYPOINT)
     if os.path.isfile(script) and os.access(script, os.X_OK):
         return [script]
     found = shutil.which(c.ENTRYPOINT)
-    return [found] if found else [sys.executable, "-m", "engine.cli"]
+    return [found] if found else [sys.executable, "-m", "tessera.engine.cli"]
 
 
 def substitute(command: Sequence[str], parameters: Mapping[str, str]) -> list[str]:

@@ -6,13 +6,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine import __version__
-from engine.batch import contract as c
-from engine.batch import fargate
-from engine.batch.retry import retry_strategy
-from engine.batch.validate import validate_request
-from engine.errors import SpecError
-from engine.spec import Job
+from tessera.engine import __version__
+from tessera.engine.batch import contract as c
+from tessera.engine.batch import fargate
+from tessera.engine.batch.retry import retry_strategy
+from tessera.engine.batch.validate import validate_request
+from tessera.engine.errors import SpecError
+from tessera.engine.spec import Job
 
 PLATFORMS = ("EC2", "FARGATE")
 DEFAULT_IMAGE = f"tessera:{__version__}"

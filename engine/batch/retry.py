@@ -9,7 +9,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.batch import contract as c
+from tessera.engine.batch import contract as c
 
 # What Batch reports when a spot instance is reclaimed: "Host EC2 (instance i-...) terminated."
 SPOT_RECLAIM_REASON = "Host EC2*"

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from engine.batch import contract as c
-from engine.batch import doctor
-from engine.batch.aws import call
+from tessera.engine.batch import contract as c
+from tessera.engine.batch import doctor
+from tessera.engine.batch.aws import call
 
 STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
@@ -156,7 +156,7 @@ def failed_children(
 
 def index_shards(job: Mapping[str, Any]) -> list[int] | None:
     """The shards of an array job, from the index file its parameters name (None if unknown)."""
-    from engine.batch.index import read_index
+    from tessera.engine.batch.index import read_index
 
     params = job.get("parameters") or {}
     url, name = params.get(c.PARAM_JOB_URL), params.get(c.PARAM_INDEX_FILE)

@@ -15,16 +15,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.batch import contract as c
-from engine.batch import index
-from engine.batch.aws import call
-from engine.batch.render import tags, timeout
-from engine.batch.retry import retry_strategy
-from engine.batch.validate import validate_request
-from engine.errors import BatchError, SpecError, StoreError, StoreMismatchError
-from engine.plan import pending, plan
-from engine.spec import Job
-from engine.store import Store
+from tessera.engine.batch import contract as c
+from tessera.engine.batch import index
+from tessera.engine.batch.aws import call
+from tessera.engine.batch.render import tags, timeout
+from tessera.engine.batch.retry import retry_strategy
+from tessera.engine.batch.validate import validate_request
+from tessera.engine.errors import BatchError, SpecError, StoreError, StoreMismatchError
+from tessera.engine.plan import pending, plan
+from tessera.engine.spec import Job
+from tessera.engine.store import Store
 
 
 @dataclass(frozen=True)

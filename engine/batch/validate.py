@@ -11,8 +11,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from engine.batch import contract as c
-from engine.errors import BatchRequestError
+from tessera.engine.batch import contract as c
+from tessera.engine.errors import BatchRequestError
 
 
 @functools.cache

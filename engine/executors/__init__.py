@@ -7,13 +7,15 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine.events import Listener
-from engine.spec import Job
+from tessera.engine.events import Listener
+from tessera.engine.spec import Job
 
 # name -> "module:class"
 _EXECUTORS: dict[str, str] = {
-    "local": "engine.executors.local:LocalExecutor",
-    "dask": "engine.executors.dask:DaskExecutor",
+    "local": "tessera.engine.executors.local:LocalExecutor",
+    "dask": "tessera.engine.executors.dask:DaskExecutor",
+    # AWS Batch; its job queue and definition come from TESSERA_BATCH_QUEUE / _DEFINITION
+    "batch": "tessera.engine.executors.batch:BatchExecutor",
 }
 
 
@@ -29,7 +31,7 @@ class Executor(Protocol):
         on_event: Listener,
         admit: Callable[[int], bool] | None = None,
     ) -> None:
-        """Run ``shards`` of ``job`` (each through ``engine.worker.run_shard``). Before
+        """Run ``shards`` of ``job`` (each through ``tessera.engine.worker.run_shard``). Before
         dispatching a shard, ask ``admit`` (a budget); once it says no, dispatch nothing more
         and return when the shards already running have finished."""
 
@@ -45,20 +47,34 @@ def create(
     scheduler: str | None = None,
     workers: int | None = None,
     gpu_workers: int | None = None,
+    upload_kernel: bool = False,
 ) -> Executor:
-    """Build the executor called ``name``. ``scheduler``, ``workers`` and ``gpu_workers`` (GPU
-    workers of the local cluster) apply to ``dask``.
+    """Build the executor called ``name``. ``scheduler``, ``workers``, ``gpu_workers`` (GPU
+    workers of the local cluster) and ``upload_kernel`` (ship a one-module kernel to the
+    workers) apply to ``dask`` only: given to another executor they are refused, except
+    ``workers``, which it ignores (``tessera.run`` refuses that too when a user passes it).
 
-    Raises ``ValueError`` naming the known executors for an unknown name, or when
-    ``gpu_workers`` is given for another executor."""
+    Raises ``SpecError`` (a ``ValueError``) naming the known executors for an unknown name, or
+    the option that does not apply."""
+    from tessera.engine.errors import SpecError
+
     if name not in _EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; expected one of {names()}")
+        raise SpecError("--executor", f"unknown executor {name!r}; expected one of {names()}")
+    if name != "dask":
+        dask_only = {"--scheduler": scheduler, "--gpu-workers": gpu_workers}
+        dask_only["--upload-kernel"] = upload_kernel or None
+        for flag, value in dask_only.items():
+            if value is not None:
+                raise SpecError(flag, f"applies to the dask executor, not {name!r}")
     module_name, cls_name = _EXECUTORS[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    if gpu_workers and name != "dask":
-        raise ValueError(f"--gpu-workers needs the dask executor, not {name!r}")
     if name == "dask":
-        executor: Executor = cls(scheduler=scheduler, workers=workers, gpu_workers=gpu_workers)
+        executor: Executor = cls(
+            scheduler=scheduler,
+            workers=workers,
+            gpu_workers=gpu_workers,
+            upload_kernel=upload_kernel,
+        )
     else:
         executor = cls()
     return executor

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine.batch import submit
-from engine.batch.status import TERMINAL, describe
-from engine.errors import ExecutorError
-from engine.events import Listener, Message, ShardCommitted, ShardFailed
-from engine.spec import Job
-from engine.worker import open_store
+from tessera.engine.batch import submit
+from tessera.engine.batch.status import TERMINAL, describe
+from tessera.engine.errors import ExecutorError
+from tessera.engine.events import Listener, Message, ShardCommitted, ShardFailed
+from tessera.engine.spec import Job
+from tessera.engine.worker import open_store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class BatchExecutor:
         poll_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from engine.config import batch_settings
+        from tessera.engine.config import batch_settings
 
         env = batch_settings()
         self.queue = queue or env.queue
@@ -72,7 +72,7 @@ class BatchExecutor:
                 "(TESSERA_BATCH_QUEUE, TESSERA_BATCH_DEFINITION)"
             )
         if self.client is None:
-            from engine.batch.aws import batch_client
+            from tessera.engine.batch.aws import batch_client
 
             self.client = batch_client(self.region)
         prepared = submit.prepare(job, queue=self.queue, definition=self.definition, shards=shards)

@@ -6,16 +6,19 @@ shard with ``retries`` from the job and handles results as they complete.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from engine.errors import ExecutorError
-from engine.events import Listener, Message, ShardFailed
-from engine.spec import Job
-from engine.worker import ShardResult, run_shard
+from tessera.engine.errors import ExecutorError
+from tessera.engine.events import Listener, Message, ShardFailed
+from tessera.engine.spec import Job
+from tessera.engine.worker import ShardResult, run_shard
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +34,98 @@ _PINNED_ENV = {
 UNGATED_WINDOW = 4096
 
 
-def _warm(job: Job) -> None:
-    """Runs once on every worker: import the kernel module and open the job's store."""
-    from engine.worker import open_store
+def _warm(job: Job) -> str | None:
+    """Runs once on every worker: import the kernel module and open the job's store. Returns
+    ``None``, or why the kernel cannot be used there (its module is missing, another version)."""
+    from tessera.engine.errors import StoreMismatchError
+    from tessera.engine.worker import open_store
+    from tessera.kernels.registry import KernelNotFound
 
-    open_store(job)
+    try:
+        open_store(job)
+    except (KernelNotFound, StoreMismatchError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
-def _task(job: Job, index: int) -> ShardResult:
+def _upload_kernel(job: Job, client: Any) -> None:
+    """Ship the kernel's module file to every worker (``Client.upload_file``): only a kernel
+    that is one top-level module; a package must be installed on the workers."""
+    import importlib
+
+    module_name = job.identity["target"].split(":", 1)[0]
+    module = importlib.import_module(module_name)
+    path = getattr(module, "__file__", None) or ""
+    if "." in module_name or not path.endswith(".py") or path.endswith("__init__.py"):
+        raise ExecutorError(
+            f"--upload-kernel ships a kernel that is one top-level module (photon.py); "
+            f"{module_name} is part of a package: install that package on every worker"
+        )
+    client.upload_file(path)
+
+
+def _check_workers(job: Job, client: Any) -> None:
+    """Refuse, before any shard, a cluster where some workers cannot use the kernel: one
+    message naming the module and those workers, instead of every shard failing."""
+    answers = client.run(_warm, job, on_error="return")
+    bad = {w: a for w, a in answers.items() if a is not None}
+    if not bad:
+        return
+    module = job.identity["target"].split(":", 1)[0]
+    reasons = sorted({str(a) for a in bad.values()})
+    raise ExecutorError(
+        f"{len(bad)} of {len(answers)} Dask workers cannot run kernel {job.kernel_name}: "
+        f"{'; '.join(reasons[:3])} (workers {', '.join(sorted(bad)[:5])}"
+        f"{' ...' if len(bad) > 5 else ''}). Install the package that holds module {module} on "
+        f"every worker, or pass --upload-kernel for a kernel that is a single module"
+    )
+
+
+def _job_bytes(job: Job) -> bytes:
+    """The job as the tasks carry it: pickled bytes. Distributed's scheduler unpickles every
+    task's arguments; as bytes, the job's params (instances of the kernel's own classes) are
+    unpickled only on the workers, which ``_check_workers`` made sure can import the kernel,
+    and the scheduler needs tessera but never the kernel's module."""
+    from distributed.protocol import pickle
+
+    data: bytes = pickle.dumps(job)
+    return data
+
+
+@functools.lru_cache(maxsize=8)
+def _job_from(data: bytes) -> Job:
+    from distributed.protocol import pickle
+
+    job: Job = pickle.loads(data)
+    return job
+
+
+def _task(job_bytes: bytes, index: int) -> ShardResult:
     """Runs on a Dask worker. Numba's thread count is per calling thread: pin it to one."""
     import numba
 
     numba.set_num_threads(1)
-    return run_shard(job, index)
+    try:
+        return run_shard(_job_from(job_bytes), index)
+    except BaseException as exc:
+        _cut_cause_cycle(exc)
+        raise
+
+
+def _cut_cause_cycle(exc: BaseException) -> None:
+    """Cut a ``__cause__`` chain that loops back on itself (``run_shard`` re-raises a lent I/O
+    failure ``from`` the exception it caught, which may be that failure itself or the kernel's
+    error caused by it). Distributed follows ``__cause__`` until ``None`` to pickle a task's
+    error: a loop would grow a list until the worker runs out of memory, instead of the task
+    failing and being retried."""
+    seen = {id(exc)}
+    link = exc
+    while link.__cause__ is not None:
+        if id(link.__cause__) in seen:
+            link.__cause__ = None
+            return
+        seen.add(id(link.__cause__))
+        link = link.__cause__
 
 
 def _check_gpu_workers(
@@ -54,7 +136,7 @@ def _check_gpu_workers(
     warned about on a remote scheduler (workers may still join)."""
     if job.resources.gpus <= 0:
         return None
-    from engine.executors.dask_gpu import GPU_RESOURCE, gpu_worker_count
+    from tessera.engine.executors.dask_gpu import GPU_RESOURCE, gpu_worker_count
 
     if gpu_worker_count(client.scheduler_info()["workers"]) == 0:
         if local:
@@ -95,7 +177,7 @@ class DaskExecutor:
     without one, a ``LocalCluster`` of ``workers`` processes (default: one per core) with one
     thread each is started for the run and closed after it. With ``gpu_workers`` the local
     cluster has that many GPU workers (one per GPU, resource ``GPU=1``, see
-    :mod:`engine.executors.dask_gpu`) plus ``workers`` CPU workers (default none).
+    :mod:`tessera.engine.executors.dask_gpu`) plus ``workers`` CPU workers (default none).
 
     Shards of a job with ``resources.gpus > 0`` are submitted with ``resources={"GPU": 1}``
     (each kernel uses one device), so only GPU workers run them."""
@@ -107,10 +189,12 @@ class DaskExecutor:
         scheduler: str | None = None,
         workers: int | None = None,
         gpu_workers: int | None = None,
+        upload_kernel: bool = False,
     ) -> None:
         self.scheduler = scheduler
         self.workers = workers
         self.gpu_workers = gpu_workers
+        self.upload_kernel = upload_kernel
 
     def run(
         self,
@@ -127,7 +211,9 @@ class DaskExecutor:
         try:
             # Import the kernel and open the store on every worker once, in parallel, before
             # the first shard (a worker's first shard would otherwise pay for it).
-            client.run(_warm, job)
+            if self.upload_kernel:
+                _upload_kernel(job, client)
+            _check_workers(job, client)
             on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
             task_resources = _check_gpu_workers(job, client, cluster is not None, on_event)
             prefix = f"tessera-{job.name}-{job.spec_hash[:8]}"
@@ -136,6 +222,7 @@ class DaskExecutor:
             # budget, twice the worker threads, so dispatching can stop within one wave.
             todo = iter(shards)
             futures: dict[Any, int] = {}
+            job_bytes = _job_bytes(job)
 
             def submit_next() -> Any | None:
                 for index in todo:
@@ -143,7 +230,7 @@ class DaskExecutor:
                         return None
                     future = client.submit(
                         _task,
-                        job,
+                        job_bytes,
                         index,
                         key=f"{prefix}-{index}",
                         retries=job.retry_attempts - 1,
@@ -178,6 +265,15 @@ class DaskExecutor:
                     reason = f"{type(result).__name__}: {result}"
                     on_event(ShardFailed(index, reason, retryable=True))
                 top_up(running)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop the cluster without a page of worker tracebacks; the caller says
+            # what was kept
+            _quiet()
+            if cluster is not None:  # our own workers: they would log every cancelled task
+                with contextlib.suppress(Exception):
+                    client.run(_quiet)
+                    client.run(_quiet, nanny=True)
+            raise
         finally:
             client.close()
             if cluster is not None:
@@ -200,10 +296,13 @@ class DaskExecutor:
                 f"address ({self.scheduler}); start GPU workers there with --resources GPU=1"
             )
         if self.gpu_workers:
-            from engine.executors.dask_gpu import start_cluster
+            from tessera.engine.executors.dask_gpu import start_cluster
 
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            gpu_cluster = start_cluster(self.gpu_workers, self.workers or 0, _PINNED_ENV, visible)
+            with _children_ignore_sigint():
+                gpu_cluster = start_cluster(
+                    self.gpu_workers, self.workers or 0, _PINNED_ENV, visible
+                )
             return Client(gpu_cluster), gpu_cluster
         if self.scheduler:
             _check_tls_settings(self.scheduler)
@@ -218,13 +317,38 @@ class DaskExecutor:
                     f"cannot reach the Dask scheduler at {self.scheduler}: {exc}{hint}"
                 ) from None
         workers = self.workers or os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address="127.0.0.1:0",
-            host="127.0.0.1",
-            silence_logs=logging.WARNING,
-            env=_PINNED_ENV,
-        )
+        with _children_ignore_sigint():
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",
+                host="127.0.0.1",
+                silence_logs=logging.WARNING,
+                env=_PINNED_ENV,
+            )
         return Client(cluster), cluster
+
+
+def _quiet() -> None:
+    """Silence Dask's loggers in this process (on Ctrl-C: cancelled tasks are expected)."""
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT while the local cluster's processes start, so that they inherit the
+    ignored disposition (Python keeps a signal ignored at start-up ignored): Ctrl-C in a
+    terminal reaches the whole process group, and only the driver should handle it (it closes
+    the cluster). The driver's own handler is restored at once; outside the main thread
+    nothing changes."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

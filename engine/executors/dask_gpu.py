@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import ExecutorError
+from tessera.engine.errors import ExecutorError
 
 log = logging.getLogger(__name__)
 

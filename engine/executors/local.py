@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from engine.errors import ShardInterrupted, TesseraError
-from engine.events import Listener, ShardFailed, ShardStarted
-from engine.spec import Job
-from engine.worker import run_shard, stop_requested
+from tessera.engine.errors import is_retryable
+from tessera.engine.events import Listener, ShardFailed, ShardStarted
+from tessera.engine.spec import Job
+from tessera.engine.worker import run_shard, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class LocalExecutor:
                     # (ShardInterrupted, store I/O: OSError, or botocore's connection errors,
                     # which are not OSErrors), except tessera's own refusals (another job's
                     # store): as Dask's retries= treats any task exception.
-                    if isinstance(exc, TesseraError) and not isinstance(exc, ShardInterrupted):
+                    if not is_retryable(exc):
                         raise
                     retry = attempt < job.retry_attempts and not stop_requested.is_set()
                     on_event(ShardFailed(index, f"{type(exc).__name__}: {exc}", retryable=retry))

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kernels.imaging.color import luma, rgb_to_ycbcr
+from tessera.kernels.imaging.color import luma, rgb_to_ycbcr
 
 MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "I;16")
 OUTPUT_MODES: tuple[str, ...] = (*MODES, "YCbCr")
@@ -162,7 +162,7 @@ def _to_8bit(pixels: np.ndarray) -> np.ndarray:
 def convert(pixels: np.ndarray, src: str, dst: str) -> np.ndarray:
     """Convert ``pixels`` from mode ``src`` (one of ``MODES``) to ``dst`` (one of
     ``OUTPUT_MODES``). Grey from colour is the BT.601 luma (as Pillow's ``convert("L")``);
-    YCbCr is JPEG's (see :mod:`kernels.imaging.color`); 16 to 8 bits is round(v * 255 /
+    YCbCr is JPEG's (see :mod:`tessera.kernels.imaging.color`); 16 to 8 bits is round(v * 255 /
     65535), 8 to 16 bits v * 257; alpha is dropped, or added opaque."""
     if src == dst:
         return pixels

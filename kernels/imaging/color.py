@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import NJIT_PARALLEL
+from tessera.kernels.config import NJIT_PARALLEL
 
 _SCALEBITS = 16
 _ONE_HALF = 1 << (_SCALEBITS - 1)

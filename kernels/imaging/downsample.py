@@ -36,7 +36,7 @@ import math
 import numba
 import numpy as np
 
-from kernels.config import NJIT_INLINE, NJIT_PARALLEL
+from tessera.kernels.config import NJIT_INLINE, NJIT_PARALLEL
 
 # The project's flags, plus nogil: a pyramid shard encodes tiles in Python threads while this
 # thread computes the next level; holding the GIL here would stall them between tiles.

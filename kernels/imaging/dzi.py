@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from kernels.imaging.downsample import premultiply_tables
+from tessera.kernels.imaging.downsample import premultiply_tables
 
 EXTENSIONS = {"jpeg": "jpeg", "png": "png", "webp": "webp"}
 NAME = "image"

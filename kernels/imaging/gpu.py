@@ -1,12 +1,12 @@
 """CUDA twins of the imaging kernels: 2x2 downsampling and RGB <-> YCbCr, byte-equal to the CPU.
 
-:func:`downsample2x` computes what :func:`kernels.imaging.downsample.downsample2x` computes, for
-every case it handles (grey/RGB mean, RGBA premultiplied as Pillow for uint8, alpha-weighted for
-uint16, and the linear-light ``gamma_correct`` paths with the same tables);
-:func:`rgb_to_ycbcr` / :func:`ycbcr_to_rgb` are those of :mod:`kernels.imaging.color` (libjpeg's
-fixed-point BT.601). All of it is integer arithmetic, plus float64 threshold comparisons in the
-gamma path (exact products of a table value and a small integer), so the bytes are the same on
-every device. One thread computes one output pixel (all its channels); a grid-stride loop covers
+:func:`downsample2x` computes what :func:`tessera.kernels.imaging.downsample.downsample2x`
+computes, for every case it handles (grey/RGB mean, RGBA premultiplied as Pillow for uint8,
+alpha-weighted for uint16, and the linear-light ``gamma_correct`` paths with the same tables);
+:func:`rgb_to_ycbcr` / :func:`ycbcr_to_rgb` are those of :mod:`tessera.kernels.imaging.color`
+(libjpeg's fixed-point BT.601). All of it is integer arithmetic, plus float64 threshold comparisons
+in the gamma path (exact products of a table value and a small integer), so the bytes are the same
+on every device. One thread computes one output pixel (all its channels); a grid-stride loop covers
 any image with a grid sized to the device.
 
 Arrays may be NumPy arrays (copied to the device and back) or CUDA device arrays (kept on the
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from kernels import cuda_device
-from kernels.config import CUDA_DEVICE, CUDA_IMAGE_THREADS, CUDA_KERNEL
-from kernels.imaging import color
-from kernels.imaging.downsample import gamma_tables, output_shape, premultiply_tables
+from tessera.kernels import cuda_device
+from tessera.kernels.config import CUDA_DEVICE, CUDA_IMAGE_THREADS, CUDA_KERNEL
+from tessera.kernels.imaging import color
+from tessera.kernels.imaging.downsample import gamma_tables, output_shape, premultiply_tables
 
 # -- downsample kernels (one thread per output pixel) -----------------------------------------
 
@@ -251,7 +251,7 @@ def _check(shape: tuple[int, ...], dtype: Any, channels: tuple[int, ...], what: 
 
 
 def downsample2x(image: Any, gamma_correct: bool = False, out: Any = None) -> Any:
-    """:func:`kernels.imaging.downsample.downsample2x` on the device, byte-equal to it.
+    """:func:`tessera.kernels.imaging.downsample.downsample2x` on the device, byte-equal to it.
 
     ``image`` is an (H, W, C) uint8/uint16 NumPy or CUDA array, C in 1, 3, 4. Returns a NumPy
     array for a NumPy input, a device array for a device input (or ``out``, a C-contiguous
@@ -313,11 +313,11 @@ def _convert(image: Any, channels: tuple[int, ...], what: str, kernel: Any) -> A
 
 
 def rgb_to_ycbcr(image: Any) -> Any:
-    """:func:`kernels.imaging.color.rgb_to_ycbcr` on the device (RGB or RGBA in, alpha
+    """:func:`tessera.kernels.imaging.color.rgb_to_ycbcr` on the device (RGB or RGBA in, alpha
     ignored), byte-equal to it; NumPy in, NumPy out; device in, device out."""
     return _convert(image, (3, 4), "rgb_to_ycbcr", _rgb_to_ycbcr)
 
 
 def ycbcr_to_rgb(image: Any) -> Any:
-    """:func:`kernels.imaging.color.ycbcr_to_rgb` on the device, byte-equal to it."""
+    """:func:`tessera.kernels.imaging.color.ycbcr_to_rgb` on the device, byte-equal to it."""
     return _convert(image, (3,), "ycbcr_to_rgb", _ycbcr_to_rgb)

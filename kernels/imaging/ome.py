@@ -45,7 +45,7 @@ def multiscales(n_levels: int, name: str = "image") -> dict[str, Any]:
         "type": "mean",
         "metadata": {
             "description": "2x2 area mean of the level above, odd sides rounded up",
-            "method": "kernels.imaging.downsample.downsample2x",
+            "method": "tessera.kernels.imaging.downsample.downsample2x",
         },
     }
 

@@ -3,23 +3,24 @@
 A shard owns one super-tile of level 0 (``shard_size`` pixels on a side, default 4096, ``tile_size
 * 2**k``). It reads its region (plus, with a DZI overlap, a margin of ``2**(shard_levels-1)``
 pixels so that the overlap pixels are exact), computes levels ``0 .. shard_levels - 1`` inside it
-with :func:`kernels.imaging.downsample.downsample2x`, and writes
+with :func:`tessera.kernels.imaging.downsample.downsample2x`, and writes
 
 * each level's footprint into the OME-Zarr array ``image/<l>`` (``(c, y, x)``, chunks of one
   tile, one Zarr shard per super-tile footprint, so a shard writes one object per level);
 * the DZI tiles of those levels: one file each in the directory container (written from the
   encoding threads), or, for the zip container, one file ``dzi/_parts/<shard>.bin`` per shard
-  holding its tiles (see :func:`kernels.imaging.dzi.pack`), which the final step gathers;
+  holding its tiles (see :func:`tessera.kernels.imaging.dzi.pack`), which the final step gathers;
 * the CRC-32 of every tile it owns (pixels in (y, x, c) order) as its row of ``tile_crc32``,
   which the engine stores like any row-cut array.
 
 After every shard has committed, ``reduce`` reads the last shard level, computes the smaller
 levels down to 1x1 (OME-Zarr levels while a level is larger than a tile, DZI to the end), writes
-them, the DZI descriptor and, for the zip container, ``dzi/image.zip`` from the parts. The
-result lists every level with its shape, tile grid and a checksum: the SHA-256 of its tiles'
-CRC-32s (4 bytes big-endian each, tiles row-major). CRC-32 per tile is what zip and PNG use
-against accidental change, and costs a quarter of a SHA-256 of every pixel (which would take
-half as long as the JPEG encoding itself). Every byte depends only on the image and params,
+them, the DZI descriptor and its viewer page (``dzi/viewer.html``, OpenSeadragon: see
+:mod:`tessera.kernels.imaging.viewer`) or, for the zip container, ``dzi/image.zip`` from the
+parts. The result lists every level with its shape, tile grid and a checksum: the SHA-256 of
+its tiles' CRC-32s (4 bytes big-endian each, tiles row-major). CRC-32 per tile is what zip and
+PNG use against accidental change, and costs a quarter of a SHA-256 of every pixel (which would
+take half as long as the JPEG encoding itself). Every byte depends only on the image and params,
 never on the shard count.
 
 JPEG/WebP/PNG encoding and CRC-32 run in a thread pool of ``numba.get_num_threads()`` threads
@@ -40,12 +41,21 @@ from typing import Any
 import numba
 import numpy as np
 
-from kernels.base import ArraySpec, GroupSpec, InputIO, Layout, ParamError, ShardIO
-from kernels.imaging import dzi, ome
-from kernels.imaging.downsample import downsample2x
-from kernels.imaging.pyramid_params import Params, parse, to_dict, with_source
-from kernels.imaging.source import Progress, SourceError, open_source
-from kernels.imaging.tiles import (
+from tessera.kernels.base import (
+    ArraySpec,
+    GroupSpec,
+    InputIO,
+    Layout,
+    Location,
+    ParamError,
+    ShardIO,
+    ShardOutput,
+)
+from tessera.kernels.imaging import dzi, ome, viewer
+from tessera.kernels.imaging.downsample import downsample2x
+from tessera.kernels.imaging.pyramid_params import Params, parse, to_dict, with_source
+from tessera.kernels.imaging.source import Progress, SourceError, open_source
+from tessera.kernels.imaging.tiles import (
     DEFAULT_SUPER_TILE,
     Geometry,
     dzi_tile_box,
@@ -59,6 +69,7 @@ GROUP = "image"
 PARTS = "dzi/_parts"
 DESCRIPTOR = f"dzi/{dzi.NAME}.dzi"
 ZIP = f"dzi/{dzi.NAME}.zip"
+VIEWER = f"dzi/{viewer.PAGE}"  # an OpenSeadragon page beside the descriptor (directory only)
 
 
 def geometry(params: Params, n_shards: int) -> Geometry:
@@ -181,7 +192,8 @@ def _to_cyx(pixels: np.ndarray) -> np.ndarray:
 
 
 class PyramidKernel:
-    """``imaging.pyramid``: see the module docstring and :mod:`kernels.imaging.pyramid_params`."""
+    """``imaging.pyramid``: see the module docstring and
+    :mod:`tessera.kernels.imaging.pyramid_params`."""
 
     name = "imaging.pyramid"
     work_unit = "pixels"
@@ -189,6 +201,10 @@ class PyramidKernel:
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
         return parse(raw)
+
+    def locations(self, params: Params) -> tuple[Location, ...]:
+        """The source image (a file, or a Zarr array's folder)."""
+        return (Location("source", params.source),)
 
     def prepare(self, params: Params, io: InputIO) -> Params:
         """Read the source's header and record its size, channels, dtype and format.
@@ -277,7 +293,7 @@ class PyramidKernel:
 
     def compute(
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> ShardOutput:
         """Read the shard's region, compute and write its levels and tiles (see the module
         docstring); return its row of tile digests and stats ``{"levels", "tiles",
         "dzi_bytes", "read_pixels"}``. Raises ``ValueError`` when ``io`` is missing or the
@@ -334,7 +350,7 @@ class PyramidKernel:
             "dzi_bytes": nbytes,
             "read_pixels": (ry1 - ry0) * (rx1 - rx0),
         }
-        return out, stats
+        return ShardOutput(arrays=out, stats=stats)
 
     @staticmethod
     def _handoff_edge(geo: Geometry) -> int:
@@ -399,9 +415,10 @@ class PyramidKernel:
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
     ) -> dict[str, Any]:
-        """Compute the levels below the shard levels, write them and the DZI descriptor (and
-        zip), and return the pyramid's description: the image, then for every level its shape,
-        tile grid, DZI level, whether it is in the OME-Zarr image, and its checksum."""
+        """Compute the levels below the shard levels, write them and the DZI descriptor with
+        its viewer page (or the zip), and return the pyramid's description: the image, then
+        for every level its shape, tile grid, DZI level, whether it is in the OME-Zarr image,
+        and its checksum."""
         if io is None:
             raise ValueError("imaging.pyramid's final step writes files and needs the engine's io")
         table = np.asarray(arrays[DIGESTS][...])
@@ -435,6 +452,9 @@ class PyramidKernel:
         xml = dzi.descriptor(geo.width, geo.height, geo.tile, d.overlap, d.format).encode()
         if d.container == "directory":
             io.write_file(DESCRIPTOR, xml)
+            folder, name = DESCRIPTOR.rsplit("/", 1)
+            for path, data in viewer.page_files(name):  # the page and OpenSeadragon, if local
+                io.write_file(f"{folder}/{path}", data)
             return
         members = dict(encoded)
         for shard in range(geo.n_shards):
@@ -485,6 +505,7 @@ class PyramidKernel:
             "dzi": (
                 {
                     "path": DESCRIPTOR if d.container == "directory" else ZIP,
+                    "viewer": VIEWER if d.container == "directory" else None,
                     "levels": geo.n_dzi,
                     "tiles": sum(r * c for r, c in map(geo.tiles, range(geo.n_levels))),
                 }

@@ -8,13 +8,13 @@ are part of the spec hash and a source image that changed since is refused on re
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kernels.base import ParamError
-from kernels.imaging.tiles import MAX_TILE, MIN_TILE, is_power_of_two
+from tessera.kernels.base import ParamError
+from tessera.kernels.imaging.tiles import MAX_TILE, MIN_TILE, is_power_of_two
+from tessera.kernels.validate import boolean, bounded_integer, check_keys, not_one_of
 
 KEYS = (
     "source",
@@ -75,36 +75,12 @@ class Params:
         return None not in (self.width, self.height, self.channels, self.dtype, self.format)
 
 
-def _unknown(key: str, allowed: tuple[str, ...], prefix: str = "") -> ParamError:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"expected one of {list(allowed)}"
-    return ParamError(f"{prefix}{key}", f"unknown key; {hint}")
-
-
-def _int(raw: Mapping[str, Any], key: str, default: int | None, lo: int, hi: int, name: str) -> Any:
-    if key not in raw:
-        return default
-    value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(name, f"expected an integer, got {type(value).__name__} {value!r}")
-    if not lo <= value <= hi:
-        raise ParamError(name, f"{value} is out of range; expected {lo}..{hi}")
-    return value
-
-
-def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise ParamError(key, f"expected true or false, got {type(value).__name__} {value!r}")
-    return value
-
-
 def _choice(
     raw: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...], name: str
 ) -> str:
     value = raw.get(key, default)
     if value not in choices:
-        raise ParamError(name, f"{value!r} is not one of {list(choices)}")
+        raise not_one_of(name, value, str(list(choices)))
     return str(value)
 
 
@@ -113,26 +89,22 @@ def _dzi(raw: Any) -> DziParams | None:
         return None
     if not isinstance(raw, Mapping):
         raise ParamError("dzi", f'expected a table like {{ format = "jpeg" }}, got {raw!r}')
-    for key in raw:
-        if key not in DZI_KEYS:
-            raise _unknown(str(key), DZI_KEYS, "dzi.")
+    check_keys(raw, DZI_KEYS, "dzi.")
     return DziParams(
         format=_choice(raw, "format", "jpeg", FORMATS, "dzi.format"),
-        quality=_int(raw, "quality", 85, 1, 100, "dzi.quality"),
-        overlap=_int(raw, "overlap", 0, 0, 1, "dzi.overlap"),
+        quality=bounded_integer(raw, "quality", 1, 100, 85, "dzi.quality"),
+        overlap=bounded_integer(raw, "overlap", 0, 1, 0, "dzi.overlap"),
         container=_choice(raw, "container", "directory", CONTAINERS, "dzi.container"),
     )
 
 
 def parse(raw: Mapping[str, Any]) -> Params:
     """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
-    for key in raw:
-        if key not in KEYS:
-            raise _unknown(str(key), KEYS)
+    check_keys(raw, KEYS)
     source = raw.get("source")
     if not isinstance(source, str) or not source.strip():
         raise ParamError("source", f"is required: a path or URL of the image, got {source!r}")
-    tile = _int(raw, "tile_size", 256, MIN_TILE, MAX_TILE, "tile_size")
+    tile = bounded_integer(raw, "tile_size", MIN_TILE, MAX_TILE, 256)
     if not is_power_of_two(tile):
         raise ParamError(
             "tile_size", f"{tile} is not a power of two between {MIN_TILE} and {MAX_TILE}"
@@ -140,19 +112,19 @@ def parse(raw: Mapping[str, Any]) -> Params:
     params = Params(
         source=source.strip(),
         tile_size=tile,
-        gamma_correct=_bool(raw, "gamma_correct", False),
-        ome_zarr=_bool(raw, "ome_zarr", True),
+        gamma_correct=boolean(raw, "gamma_correct", False, typed=True),
+        ome_zarr=boolean(raw, "ome_zarr", True, typed=True),
         dzi=_dzi(raw.get("dzi")),
-        width=_int(raw, "width", None, 1, 2**31 - 1, "width"),
-        height=_int(raw, "height", None, 1, 2**31 - 1, "height"),
-        channels=_int(raw, "channels", None, 1, 4, "channels"),
+        width=bounded_integer(raw, "width", 1, 2**31 - 1, None),
+        height=bounded_integer(raw, "height", 1, 2**31 - 1, None),
+        channels=bounded_integer(raw, "channels", 1, 4, None),
         dtype=raw.get("dtype"),
         format=raw.get("format"),
     )
     if params.dtype is not None and params.dtype not in DTYPES:
-        raise ParamError("dtype", f"{params.dtype!r} is not one of {list(DTYPES)}")
+        raise not_one_of("dtype", params.dtype, str(list(DTYPES)))
     if params.format is not None and params.format not in SOURCE_FORMATS:
-        raise ParamError("format", f"{params.format!r} is not one of {list(SOURCE_FORMATS)}")
+        raise not_one_of("format", params.format, str(list(SOURCE_FORMATS)))
     if not params.ome_zarr and params.dzi is None:
         raise ParamError("ome_zarr", "is false and there is no dzi table: nothing to write")
     return params

@@ -16,12 +16,12 @@ The algorithm is Pillow's (``libImaging/Resample.c``), so that results agree wit
   uint16: float64 taps and sums, rounded half away from zero and clipped to 0..65535 (Pillow
   wraps values above 65535 instead of clipping; otherwise the same).
 
-The Lanczos kernel is ``sinc(x) * sinc(x / 3)`` on [-3, 3), sin from :mod:`kernels.fastmath` (not
-libm), so the taps have the same bits on every machine. Area (box) resizing uses Pillow's box
-filter: an output pixel is the mean of the input pixels whose centres lie in its footprint,
-which is exact area averaging for integer factors. Measured against Pillow in
-``tests/test_resize.py``: uint8 box byte-identical; uint8 Lanczos identical except for rare
-+-1 where a tap lands within 1e-16 of a rounding boundary (and the ``sin`` implementations
+The Lanczos kernel is ``sinc(x) * sinc(x / 3)`` on [-3, 3), sin from
+:mod:`tessera.kernels.fastmath` (not libm), so the taps have the same bits on every machine. Area
+(box) resizing uses Pillow's box filter: an output pixel is the mean of the input pixels whose
+centres lie in its footprint, which is exact area averaging for integer factors. Measured against
+Pillow in ``tests/test_resize.py``: uint8 box byte-identical; uint8 Lanczos identical except for
+rare +-1 where a tap lands within 1e-16 of a rounding boundary (and the ``sin`` implementations
 differ in the last bit); uint16 the same to +-1.
 
 Images with alpha can be resampled premultiplied (``alpha=True``), as Pillow does for RGBA and LA:
@@ -35,9 +35,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import NJIT, NJIT_INLINE, NJIT_PARALLEL
-from kernels.fastmath import sincos_2pi
-from kernels.imaging.color import premultiply_alpha, unpremultiply_alpha
+from tessera.kernels.config import NJIT, NJIT_INLINE, NJIT_PARALLEL
+from tessera.kernels.fastmath import sincos_2pi
+from tessera.kernels.imaging.color import premultiply_alpha, unpremultiply_alpha
 
 METHODS: tuple[str, ...] = ("lanczos", "area")
 LANCZOS_SUPPORT = 3.0

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
-from kernels.base import InputIO
+from tessera.kernels.base import InputIO
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,7 @@
 
 Levels are numbered from full resolution: level 0 is the image, level ``l`` is ``ceil(H / 2**l)``
 by ``ceil(W / 2**l)`` (each level is the 2x2 mean of the one above, odd sides rounded up, see
-:mod:`kernels.imaging.downsample`). The chain goes down to 1x1:
+:mod:`tessera.kernels.imaging.downsample`). The chain goes down to 1x1:
 
 * the OME-Zarr image holds levels ``0 .. n_ome - 1``, down to the first level that fits in one
   tile (both sides <= ``tile``);

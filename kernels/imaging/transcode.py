@@ -4,11 +4,11 @@
 file list and reads every file's header (size and mode, no pixels) for the plan-time memory
 check; both are stored in the params, so the shard layout is fixed and hashed with the job. A
 shard is a slice of the file list. For each file it reads the bytes through the engine, decodes
-with Pillow, resizes with the Numba kernels of :mod:`kernels.imaging.resize`, converts the mode
-(:mod:`kernels.imaging.codec`), encodes with Pillow and writes the file to ``output``, keeping
-its name (its path below the inputs' common folder) and changing the extension.
+with Pillow, resizes with the Numba kernels of :mod:`tessera.kernels.imaging.resize`, converts the
+mode (:mod:`tessera.kernels.imaging.codec`), encodes with Pillow and writes the file to ``output``,
+keeping its name (its path below the inputs' common folder) and changing the extension.
 
-A file that cannot be read or decoded fails alone: it is reported in ``stats["errors"]`` and
+A file that cannot be read or decoded fails alone: it is reported in ``ShardOutput.item_errors`` and
 the shard's other files are still written. Output: two arrays of one row per file, cut by
 ``split_rows`` (``bytes``: the output size, -1 for a failed file; ``sha256``: the output's
 digest), from which ``reduce`` builds a result that does not depend on the shard count.
@@ -24,10 +24,20 @@ from typing import Any
 
 import numpy as np
 
-from kernels.base import ArraySpec, InputIO, Layout, ParamError, ShardIO, split_rows
-from kernels.imaging import codec
-from kernels.imaging.resize import output_size, resize
-from kernels.imaging.transcode_params import Params, output_names, parse, to_dict
+from tessera.kernels.base import (
+    ArraySpec,
+    InputIO,
+    ItemError,
+    Layout,
+    Location,
+    ParamError,
+    ShardIO,
+    ShardOutput,
+    split_rows,
+)
+from tessera.kernels.imaging import codec
+from tessera.kernels.imaging.resize import output_size, resize
+from tessera.kernels.imaging.transcode_params import Params, output_names, parse, to_dict
 
 ARRAY_BYTES = "bytes"
 ARRAY_SHA = "sha256"
@@ -109,7 +119,7 @@ def _check_pixel_types(params: Params) -> None:
 
 class TranscodeKernel:
     """``imaging.transcode``: see DESIGN.md, "Kernels", and
-    :mod:`kernels.imaging.transcode_params`."""
+    :mod:`tessera.kernels.imaging.transcode_params`."""
 
     name = "imaging.transcode"
     work_unit = "files"
@@ -117,6 +127,15 @@ class TranscodeKernel:
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
         return parse(raw)
+
+    def locations(self, params: Params) -> tuple[Location, ...]:
+        """The input glob (or the manifest and every file it lists) and the output folder."""
+        if _is_glob(params.inputs):
+            inputs = (Location("inputs", params.inputs),)
+        else:
+            listed = params.files or ()
+            inputs = tuple(Location("inputs", url) for url in (params.inputs, *listed))
+        return (*inputs, Location("output", params.output, "output"))
 
     def prepare(self, params: Params, io: InputIO) -> Params:
         """Resolve ``inputs`` to the sorted file list and read each file's header (width,
@@ -169,7 +188,7 @@ class TranscodeKernel:
 
     def compute(
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> ShardOutput:
         """Transcode the shard's files: rows of ``bytes`` and ``sha256``, and stats ``files``,
         ``written``, ``failed``, ``bytes_in``, ``bytes_out``, ``pixels_in`` and ``errors``
         (``{"input": url, "reason": text}`` per failed file). Raises ``ValueError`` without
@@ -184,7 +203,7 @@ class TranscodeKernel:
         names = output_names(params)
         sizes = np.full(stop - start, FAILED, dtype=np.int64)
         digests = np.zeros((stop - start, 32), dtype=np.uint8)
-        errors: list[dict[str, str]] = []
+        errors: list[ItemError] = []
         stats = {"files": stop - start, "written": 0, "failed": 0, "bytes_in": 0, "bytes_out": 0}
         pixels_in = 0
         for row, i in enumerate(range(start, stop)):
@@ -193,12 +212,12 @@ class TranscodeKernel:
                 with io.open_input(url) as fh:
                     data = fh.read()
             except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-                errors.append({"input": url, "reason": f"cannot read: {exc}"})
+                errors.append(ItemError(url, f"cannot read: {exc}"))
                 continue
             try:
                 out, n_pixels = transcode_bytes(data, params)
             except Exception as exc:  # this file fails alone
-                errors.append({"input": url, "reason": f"{type(exc).__name__}: {exc}"})
+                errors.append(ItemError(url, f"{type(exc).__name__}: {exc}"))
                 continue
             io.write_file(f"{params.output}/{names[i]}", out)
             sizes[row] = len(out)
@@ -208,11 +227,11 @@ class TranscodeKernel:
             pixels_in += n_pixels
         stats["written"] = int(np.count_nonzero(sizes != FAILED))
         stats["failed"] = len(errors)
-        return {ARRAY_BYTES: sizes, ARRAY_SHA: digests}, {
-            **stats,
-            "pixels_in": pixels_in,
-            "errors": errors,
-        }
+        return ShardOutput(
+            arrays={ARRAY_BYTES: sizes, ARRAY_SHA: digests},
+            stats={**stats, "pixels_in": pixels_in},
+            item_errors=tuple(errors),
+        )
 
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
@@ -241,8 +260,8 @@ class TranscodeKernel:
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of the shard's largest image (files are transcoded one at a
-        time): see :func:`kernels.imaging.codec.projected_bytes`. Files whose header could not
-        be read count as 0 (they fail at compute time)."""
+        time): see :func:`tessera.kernels.imaging.codec.projected_bytes`. Files whose header could
+        not be read count as 0 (they fail at compute time)."""
         start, stop = layout.region(shard)[ARRAY_BYTES]
         headers = params.header_list
         peak = 0

@@ -9,16 +9,15 @@ read the inputs again.
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernels.base import ParamError
-from kernels.imaging import codec
-from kernels.imaging.resize import MAX_EDGE, METHODS
+from tessera.kernels.base import ParamError
+from tessera.kernels.imaging import codec
+from tessera.kernels.imaging.resize import MAX_EDGE, METHODS
+from tessera.kernels.validate import choice, expected, integer_in, is_number, suggest
 
 KEYS: tuple[str, ...] = (
     "inputs",
@@ -76,11 +75,6 @@ class Params:
         return self.headers
 
 
-def _suggest(word: str, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def _location(raw: Mapping[str, Any], key: str) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -88,19 +82,6 @@ def _location(raw: Mapping[str, Any], key: str) -> str:
     value = value.strip()
     if "://" not in value:
         value = os.path.abspath(os.path.expanduser(value))
-    return value
-
-
-def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], default: Any) -> Any:
-    value = raw.get(key, default)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ParamError(key, f"expected one of {', '.join(choices)}, got {value!r}")
-    if value not in choices:
-        raise ParamError(
-            key, f"{value!r} is not one of {', '.join(choices)}{_suggest(value, choices)}"
-        )
     return value
 
 
@@ -148,7 +129,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
     for key in raw:
         if key not in KEYS:
             raise ParamError(
-                str(key), f"unknown parameter{_suggest(str(key), KEYS)}; expected one of {KEYS}"
+                str(key), f"unknown parameter{suggest(str(key), KEYS)}; expected one of {KEYS}"
             )
     for key in ("inputs", "output", "format"):
         if key not in raw:
@@ -158,34 +139,36 @@ def parse(raw: Mapping[str, Any]) -> Params:
     fmt = raw["format"]
     if isinstance(fmt, str):
         fmt = codec.FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
-    fmt = _choice({"format": fmt}, "format", codec.FORMATS, None)
-
-    quality = raw.get("quality", DEFAULT_QUALITY)
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ParamError("quality", f"expected an integer in [1, 100], got {quality!r}")
+    fmt = choice({"format": fmt}, "format", codec.FORMATS, None)
+    quality = integer_in(raw, "quality", 1, 100, DEFAULT_QUALITY)
 
     if raw.get("max_edge") is not None and raw.get("scale") is not None:
         raise ParamError("scale", "give either max_edge or scale, not both")
     max_edge = raw.get("max_edge")
-    if max_edge is not None and (
-        isinstance(max_edge, bool) or not isinstance(max_edge, int) or not 1 <= max_edge <= MAX_EDGE
-    ):
-        raise ParamError("max_edge", f"expected an integer in [1, {MAX_EDGE}], got {max_edge!r}")
+    if max_edge is not None:
+        max_edge = integer_in(raw, "max_edge", 1, MAX_EDGE)
     scale = raw.get("scale")
     if scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-            raise ParamError("scale", f"expected a number in (0, {MAX_SCALE:g}], got {scale!r}")
-        scale = float(scale)
-        if not math.isfinite(scale) or not 0.0 < scale <= MAX_SCALE:
-            raise ParamError("scale", f"expected a number in (0, {MAX_SCALE:g}], got {scale!r}")
+        what = f"a number in (0, {MAX_SCALE:g}]"
+        if not is_number(scale):
+            raise expected("scale", what, scale)
+        try:
+            scale = float(scale)
+        except OverflowError:  # an integer of more than 308 digits
+            digits = len(str(abs(scale)))
+            raise ParamError(
+                "scale", f"expected {what}, got an integer of {digits} digits"
+            ) from None
+        if not 0.0 < scale <= MAX_SCALE:  # NaN and infinity fail too
+            raise expected("scale", what, scale)
 
-    mode = _choice(raw, "mode", codec.OUTPUT_MODES, None)
+    mode = choice(raw, "mode", codec.OUTPUT_MODES, None)
     if mode is not None and mode not in codec.FORMAT_MODES[fmt]:
         raise ParamError(
             "mode",
             f"{fmt} cannot store mode {mode}; expected one of {', '.join(codec.FORMAT_MODES[fmt])}",
         )
-    resample = _choice(raw, "resample", METHODS, "lanczos")
+    resample = choice(raw, "resample", METHODS, "lanczos")
     files = _files(raw)
     return Params(
         inputs=inputs,

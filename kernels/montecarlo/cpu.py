@@ -10,7 +10,7 @@ own running sums across the block; at the end of the block the lanes are added i
 so a block's row of sums depends only on (params, seed, block index): never on the shard
 count, the thread count or the executor.
 
-Per step and path (x = log S, dt = maturity / steps, z from :mod:`kernels.rng`)::
+Per step and path (x = log S, dt = maturity / steps, z from :mod:`tessera.kernels.rng`)::
 
     x += (rate - volatility**2 / 2) * dt + volatility * sqrt(dt) * z
     sum_x += x;  max_x = max(max_x, x);  sum_s += exp(x)   (the last only for arithmetic Asians)
@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import NJIT, NJIT_INLINE, NJIT_PARALLEL
-from kernels.fastmath import exp
-from kernels.rng import philox_block, radius, rotate, uniform
+from tessera.kernels.config import NJIT, NJIT_INLINE, NJIT_PARALLEL
+from tessera.kernels.fastmath import exp
+from tessera.kernels.rng import philox_block, radius, rotate, uniform
 
 LANES = 64  # samples simulated together in the inner loops
 BLOCK_SAMPLES = 4096  # samples per block (one row of sums); a constant of the kernel

@@ -1,7 +1,7 @@
 """The ``montecarlo.gbm`` kernel: European, Asian and barrier options under risk-neutral GBM.
 
 Output: one float64 array ``sums`` of shape ``(n_blocks, N_STATS)``, a row per block of
-``BLOCK_SAMPLES`` samples (see :mod:`kernels.montecarlo.cpu` for the columns). Shard ``i``
+``BLOCK_SAMPLES`` samples (see :mod:`tessera.kernels.montecarlo.cpu` for the columns). Shard ``i``
 computes the blocks ``bounds[i] .. bounds[i+1]`` (whole chunks from ``split_rows``) and
 ``reduce`` adds the rows column by column with ``math.fsum`` (exactly rounded, so independent of
 any order). A block's row is a pure function of (params, seed, block), hence the answer is
@@ -17,10 +17,19 @@ from typing import Any
 import numba
 import numpy as np
 
-from kernels import fastmath
-from kernels.base import ArraySpec, InputIO, Layout, ParamError, ShardIO, split_rows
-from kernels.montecarlo import closed_form
-from kernels.montecarlo.cpu import (
+from tessera.kernels import fastmath
+from tessera.kernels.base import (
+    ArraySpec,
+    InputIO,
+    Layout,
+    Location,
+    ParamError,
+    ShardIO,
+    ShardOutput,
+    split_rows,
+)
+from tessera.kernels.montecarlo import closed_form
+from tessera.kernels.montecarlo.cpu import (
     BLOCK_SAMPLES,
     COL_COUNT,
     COL_CROSS,
@@ -31,8 +40,8 @@ from kernels.montecarlo.cpu import (
     col_sumsq,
     simulate_blocks,
 )
-from kernels.montecarlo.params import Params, parse, to_dict
-from kernels.rng import seed_key
+from tessera.kernels.montecarlo.params import Params, parse, to_dict
+from tessera.kernels.rng import seed_key
 
 ARRAY = "sums"
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -60,7 +69,7 @@ def _block_paths(params: Params, start: int, stop: int) -> int:
 def _constants(params: Params) -> tuple[float, float, float, float, float, float]:
     """x0 = log spot, drift and vol per step, log barrier, strike, discount factor.
 
-    Logs and exps come from :mod:`kernels.fastmath` so that the bits do not depend on libm.
+    Logs and exps come from :mod:`tessera.kernels.fastmath` so that the bits do not depend on libm.
     """
     dt = params.maturity / params.steps
     x0 = float(fastmath.log(params.spot))
@@ -100,7 +109,8 @@ def _control_variate(
 
 
 class GbmKernel:
-    """``montecarlo.gbm``: see DESIGN.md, "Kernels", and :mod:`kernels.montecarlo.params`."""
+    """``montecarlo.gbm``: see DESIGN.md, "Kernels", and
+    :mod:`tessera.kernels.montecarlo.params`."""
 
     name = "montecarlo.gbm"
     work_unit = "path-steps"
@@ -112,6 +122,10 @@ class GbmKernel:
     def prepare(self, params: Params, io: InputIO) -> Params:
         """No inputs to resolve: ``params`` unchanged."""
         return params
+
+    def locations(self, params: Params) -> tuple[Location, ...]:
+        """None: the kernel touches only its store."""
+        return ()
 
     def params_to_dict(self, params: Params) -> dict[str, Any]:
         """Canonical params: every key, defaults filled in (``barrier`` only when given)."""
@@ -148,16 +162,16 @@ class GbmKernel:
 
     def compute(
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> ShardOutput:
         """Rows ``bounds[shard] .. bounds[shard+1]`` of ``sums``, and stats
         ``{"blocks", "paths", "path_steps"}`` (plus ``"device": "cuda"`` on a GPU).
 
         Runs on the device ``io.device`` names: the CPU kernel, or its CUDA twin
-        (:mod:`kernels.montecarlo.gpu`, imported only then) when the engine lends a GPU
+        (:mod:`tessera.kernels.montecarlo.gpu`, imported only then) when the engine lends a GPU
         (``resources.gpus > 0``); without ``io``, on the CPU. Raises ``ValueError`` for a shard
         index out of range, a layout of another job, a seed outside [0, 2**64) or an unknown
-        device, and ``kernels.cuda_device.NoDeviceError`` when a GPU is asked for and none is
-        usable."""
+        device, and ``tessera.kernels.cuda_device.NoDeviceError`` when a GPU is asked for and none
+        is usable."""
         if not 0 <= shard < layout.n_shards:
             raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
         spec = layout.arrays[0]
@@ -176,7 +190,7 @@ class GbmKernel:
         if device == "cpu":
             rows = simulate_blocks(*args)
         elif device == "cuda":
-            from kernels.montecarlo import gpu  # imports numba.cuda: GPU jobs only
+            from tessera.kernels.montecarlo import gpu  # imports numba.cuda: GPU jobs only
 
             rows = gpu.simulate_blocks(*args)
         else:
@@ -189,7 +203,7 @@ class GbmKernel:
         }
         if device != "cpu":
             stats["device"] = device
-        return {ARRAY: rows}, stats
+        return ShardOutput(arrays={ARRAY: rows}, stats=stats)
 
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None

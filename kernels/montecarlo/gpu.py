@@ -1,16 +1,17 @@
-"""GBM path simulation and payoff sums on a CUDA device: the twin of :mod:`kernels.montecarlo.cpu`.
+"""GBM path simulation and payoff sums on a CUDA device: the twin of
+:mod:`tessera.kernels.montecarlo.cpu`.
 
 Same blocks, same rows. Work is cut into blocks of ``BLOCK_SAMPLES`` samples and a block yields
-one row of sums (columns as in :mod:`kernels.montecarlo.cpu`). One thread block computes whole
-blocks, striding over the shard's blocks (grid-stride loop), so a row never depends on the grid.
-Inside a block, thread ``t`` of ``T = CUDA_MC_THREADS`` simulates samples ``t, t + T, ...`` one
-after the other, each path step by step, keeping eleven running sums in registers; the threads'
+one row of sums (columns as in :mod:`tessera.kernels.montecarlo.cpu`). One thread block computes
+whole blocks, striding over the shard's blocks (grid-stride loop), so a row never depends on the
+grid. Inside a block, thread ``t`` of ``T = CUDA_MC_THREADS`` simulates samples ``t, t + T, ...``
+one after the other, each path step by step, keeping eleven running sums in registers; the threads'
 sums then go to shared memory and are added in thread order 0, 1, ..., T - 1 (one thread per
 column). A row is therefore a pure function of (params, seed, block, T): deterministic, and with
 T = 64 the additions happen in exactly the CPU kernel's order (its lane l is thread l here).
 
 Per sample the arithmetic is the CPU's: the Philox counter and key, the normals from the same
-polynomials (:mod:`kernels.rng_gpu`, :mod:`kernels.fastmath_gpu`), then per step
+polynomials (:mod:`tessera.kernels.rng_gpu`, :mod:`tessera.kernels.fastmath_gpu`), then per step
 ``x += drift + vol * z`` (``-vol`` for the antithetic path), ``sum_x += x``, ``max_x`` and
 ``sum_s += exp(x)``, and the same payoff formulas. Where a device rounds differently (NVVM fuses
 some multiply-adds), prices move by ~1e-15 relative; the contract is 1e-9 (DESIGN.md).
@@ -23,11 +24,11 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float64
 
-from kernels import cuda_device
-from kernels import fastmath_gpu as fm
-from kernels.config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MC_THREADS
-from kernels.montecarlo.cpu import _N_ACC, BLOCK_SAMPLES, COL_COUNT, N_STATS, NO_MAX
-from kernels.rng_gpu import normal_block
+from tessera.kernels import cuda_device
+from tessera.kernels import fastmath_gpu as fm
+from tessera.kernels.config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MC_THREADS
+from tessera.kernels.montecarlo.cpu import _N_ACC, BLOCK_SAMPLES, COL_COUNT, N_STATS, NO_MAX
+from tessera.kernels.rng_gpu import normal_block
 
 THREADS = CUDA_MC_THREADS
 
@@ -157,7 +158,7 @@ def simulate_blocks(
     block_samples: int = BLOCK_SAMPLES,
     grid: int | None = None,
 ) -> np.ndarray:
-    """:func:`kernels.montecarlo.cpu.simulate_blocks` on the device: rows of sums of blocks
+    """:func:`tessera.kernels.montecarlo.cpu.simulate_blocks` on the device: rows of sums of blocks
     ``block_start .. block_stop``, a ``(stop - start, N_STATS)`` float64 host array.
 
     Arguments as the CPU function's (``consts`` the vector named by ``cpu.CONSTANTS``, ``key``

@@ -5,13 +5,12 @@ Every error is a ``ParamError`` naming the key, the value and what was expected.
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernels.base import ParamError
+from tessera.kernels.base import ParamError
+from tessera.kernels.validate import boolean, finite_number, integer_in, suggest
 
 PRODUCTS: tuple[str, ...] = (
     "european_call",
@@ -73,43 +72,6 @@ class Params:
         return self.paths // 2 if self.antithetic else self.paths
 
 
-def _suggest(word: str, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _int(raw: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
-    value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(key, f"expected an integer in [{lo}, {hi}], got {value!r}")
-    if not lo <= value <= hi:
-        raise ParamError(key, f"expected an integer in [{lo}, {hi}], got {value}")
-    return int(value)
-
-
-def _float(raw: Mapping[str, Any], key: str) -> float:
-    value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamError(key, f"expected a number, got {value!r}")
-    try:
-        out = float(value)
-    except OverflowError:  # an integer of more than 308 digits
-        digits = len(str(abs(value)))
-        raise ParamError(
-            key, f"expected a finite number, got an integer of {digits} digits"
-        ) from None
-    if not math.isfinite(out):
-        raise ParamError(key, f"expected a finite number, got {value!r}")
-    return out
-
-
-def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise ParamError(key, f"expected true or false, got {value!r}")
-    return value
-
-
 def _products(raw: Mapping[str, Any]) -> tuple[str, ...]:
     value = raw.get("products", list(DEFAULT_PRODUCTS))
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
@@ -123,7 +85,7 @@ def _products(raw: Mapping[str, Any]) -> tuple[str, ...]:
         if name not in PRODUCTS:
             raise ParamError(
                 "products",
-                f"unknown product {name!r}{_suggest(name, PRODUCTS)} "
+                f"unknown product {name!r}{suggest(name, PRODUCTS)} "
                 f"(expected names from {', '.join(PRODUCTS)})",
             )
         if name in seen:
@@ -146,27 +108,27 @@ def parse(raw: Mapping[str, Any]) -> Params:
             known = ", ".join(KEYS)
             raise ParamError(
                 str(key),
-                f"unknown parameter{_suggest(str(key), KEYS)} (montecarlo.gbm takes {known})",
+                f"unknown parameter{suggest(str(key), KEYS)} (montecarlo.gbm takes {known})",
             )
     for key in REQUIRED:
         if key not in raw:
             raise ParamError(key, "is required")
 
-    paths = _int(raw, "paths", 2, MAX_PATHS)
-    steps = _int(raw, "steps", 1, MAX_STEPS)
-    spot = _float(raw, "spot")
+    paths = integer_in(raw, "paths", 2, MAX_PATHS)
+    steps = integer_in(raw, "steps", 1, MAX_STEPS)
+    spot = finite_number(raw, "spot")
     if spot <= 0:
         raise ParamError("spot", f"expected a price > 0, got {spot!r}")
-    strike = _float(raw, "strike")
+    strike = finite_number(raw, "strike")
     if strike <= 0:
         raise ParamError("strike", f"expected a price > 0, got {strike!r}")
-    rate = _float(raw, "rate")
+    rate = finite_number(raw, "rate")
     if abs(rate) > 1:
         raise ParamError("rate", f"expected a rate per year in [-1, 1], got {rate!r}")
-    volatility = _float(raw, "volatility")
+    volatility = finite_number(raw, "volatility")
     if not 0 < volatility <= 5:
         raise ParamError("volatility", f"expected 0 < volatility <= 5 per year, got {volatility!r}")
-    maturity = _float(raw, "maturity")
+    maturity = finite_number(raw, "maturity")
     if not 0 < maturity <= 100:
         raise ParamError("maturity", f"expected 0 < maturity <= 100 years, got {maturity!r}")
     products = _products(raw)
@@ -174,20 +136,20 @@ def parse(raw: Mapping[str, Any]) -> Params:
     barrier: float | None = None
     wants_barrier = any(p in BARRIER_PRODUCTS for p in products)
     if "barrier" in raw:
-        barrier = _float(raw, "barrier")
+        barrier = finite_number(raw, "barrier")
         if barrier <= spot:
             raise ParamError("barrier", f"expected a barrier above spot {spot!r}, got {barrier!r}")
     elif wants_barrier:
         raise ParamError("barrier", "is required by barrier_up_out_call (a level above spot)")
 
-    antithetic = _bool(raw, "antithetic", True)
+    antithetic = boolean(raw, "antithetic", True)
     if antithetic and (paths % 2 or paths < 4):
         raise ParamError(
             "paths",
             f"expected an even number >= 4 (two antithetic pairs) with antithetic = true, "
             f"got {paths}",
         )
-    control_variate = _bool(raw, "control_variate", True)
+    control_variate = boolean(raw, "control_variate", True)
     return Params(
         paths=paths,
         steps=steps,

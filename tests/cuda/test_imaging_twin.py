@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from kernels import cuda_device
-from kernels.imaging import color, downsample
-from kernels.imaging import gpu as imaging_gpu
+from tessera.kernels import cuda_device
+from tessera.kernels.imaging import color, downsample
+from tessera.kernels.imaging import gpu as imaging_gpu
 from tests.natural import natural
 
 SIMULATED = cuda_device.simulated()

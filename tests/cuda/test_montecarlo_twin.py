@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import executors, spec
-from engine.run import run_job
-from engine.store import Store
-from kernels import cuda_device
-from kernels.config import CUDA_MC_THREADS
-from kernels.montecarlo import cpu, gpu
-from kernels.montecarlo.gbm import KERNEL, _constants, n_blocks
-from kernels.rng import seed_key
+from tessera.engine import executors, spec
+from tessera.engine.run import run_job
+from tessera.engine.store import Store
+from tessera.kernels import cuda_device
+from tessera.kernels.config import CUDA_MC_THREADS
+from tessera.kernels.montecarlo import cpu, gpu
+from tessera.kernels.montecarlo.gbm import KERNEL, _constants, n_blocks
+from tessera.kernels.rng import seed_key
 from tests.jobs import job_dict
 
 SIMULATED = cuda_device.simulated()
@@ -119,7 +119,7 @@ def test_empty_block_range_is_refused():
 
 
 class _DeviceIO:
-    """The part of kernels.base.ShardIO the GBM kernel uses: the device the engine lends."""
+    """The part of tessera.kernels.base.ShardIO the GBM kernel uses: the device the engine lends."""
 
     device = "cuda"
 
@@ -132,10 +132,12 @@ def test_kernel_compute_selects_the_twin_and_prices_agree():
     assert layout.n_shards == 2
     parts_gpu, parts_cpu = [], []
     for shard in range(layout.n_shards):
-        arrays, stats = KERNEL.compute(params, seed, layout, shard, io=_DeviceIO())
+        output = KERNEL.compute(params, seed, layout, shard, io=_DeviceIO())
+        arrays, stats = output.arrays, output.stats
         assert stats["device"] == "cuda"
         parts_gpu.append(arrays["sums"])
-        arrays, stats = KERNEL.compute(params, seed, layout, shard)
+        output = KERNEL.compute(params, seed, layout, shard)
+        arrays, stats = output.arrays, output.stats
         assert "device" not in stats
         parts_cpu.append(arrays["sums"])
     rows_gpu, rows_cpu = np.concatenate(parts_gpu), np.concatenate(parts_cpu)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import cuda_device, fastmath, fastmath_gpu, rng, rng_gpu
+from tessera.kernels import cuda_device, fastmath, fastmath_gpu, rng, rng_gpu
 from tests.test_rng import KAT
 
 SIMULATED = cuda_device.simulated()

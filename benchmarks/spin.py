@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from kernels.base import ArraySpec, InputIO, Layout, ParamError, ShardIO
+from tessera.kernels.base import (
+    ArraySpec,
+    InputIO,
+    Layout,
+    Location,
+    ShardIO,
+    ShardOutput,
+)
+from tessera.kernels.validate import check_keys, expected, is_integer, is_number, out_of_range
 
 _KEYS = ("seconds", "payload_kib")
 
@@ -29,24 +37,22 @@ class Params:
 
 def _number(raw: Mapping[str, Any], key: str, kind: type, lo: float, hi: float) -> Any:
     value = raw.get(key, kind(0))
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-        raise ParamError(key, f"expected a number, got {type(value).__name__} {value!r}")
+    if not (is_number(value) if kind is float else is_integer(value)):
+        raise expected(key, "a number", value, typed=True)
     if not lo <= value <= hi:
-        raise ParamError(key, f"{value!r} is out of range; expected {lo:g}..{hi:g}")
+        raise out_of_range(key, value, f"{lo:g}", f"{hi:g}")
     return kind(value)
 
 
 class SpinKernel:
     """``bench.spin``: see the module docstring."""
 
-    name = "bench.spin"
+    name = "benchmarks.spin:KERNEL"
     work_unit = "spin-us"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``seconds`` (0..3600) and ``payload_kib`` (0..1,048,576)."""
-        for key in raw:
-            if key not in _KEYS:
-                raise ParamError(key, f"unknown key; expected one of {list(_KEYS)}")
+        check_keys(raw, _KEYS)
         return Params(
             _number(raw, "seconds", float, 0, 3600), _number(raw, "payload_kib", int, 0, 1 << 20)
         )
@@ -54,6 +60,10 @@ class SpinKernel:
     def prepare(self, params: Params, io: InputIO) -> Params:
         """No inputs."""
         return params
+
+    def locations(self, params: Params) -> tuple[Location, ...]:
+        """None: the kernel touches only its store."""
+        return ()
 
     def params_to_dict(self, params: Params) -> dict[str, Any]:
         """Both keys."""
@@ -79,7 +89,7 @@ class SpinKernel:
 
     def compute(
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> ShardOutput:
         """Spin ``seconds`` on the CPU, then return this shard's payload row."""
         end = time.perf_counter() + params.seconds
         spins = 0
@@ -87,7 +97,7 @@ class SpinKernel:
             spins += 1
         width = layout.arrays[0].shape[1]
         row = np.random.default_rng([seed, shard]).integers(0, 256, (1, width), dtype=np.uint8)
-        return {"payload": row}, {"spins": spins}
+        return ShardOutput(arrays={"payload": row}, stats={"spins": spins})
 
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
