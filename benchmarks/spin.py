@@ -57,6 +57,9 @@ class SpinKernel:
             _number(raw, "seconds", float, 0, 3600), _number(raw, "payload_kib", int, 0, 1 << 20)
         )
 
+    def warm(self, params: Params) -> None:
+        """Nothing compiled."""
+
     def prepare(self, params: Params, io: InputIO) -> Params:
         """No inputs."""
         return params
@@ -85,6 +88,7 @@ class SpinKernel:
             bounds=(tuple(range(n_shards + 1)),),
             shard_work=tuple(round(params.seconds * 1e6) for _ in range(n_shards)),
             work_unit=self.work_unit,
+            regular=True,
         )
 
     def compute(

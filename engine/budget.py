@@ -21,6 +21,7 @@ submit``, which refuses a submission projected over budget (``tessera.engine.bat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -181,8 +182,20 @@ class Budget:
         p = self.stopped
         if p is None:
             return ""
+        shards = "1 finished shard" if p.done == 1 else f"{p.done} finished shards"
         return (
-            f"budget: the projected total ${p.usd:.4f} ({p.priced_on}, from {p.done} finished "
-            f"shards) exceeds budget_usd ${self.limit:.4f}; stopped dispatching. Committed "
-            f"shards are kept: run again with a higher budget (--budget) to resume."
+            f"budget: the projected total {usd(p.usd)} ({p.priced_on}, from {shards}) exceeds "
+            f"budget_usd {usd(self.limit)}; stopped dispatching. Committed shards are kept: "
+            f"run again with a higher budget (--budget) to resume."
         )
+
+
+def usd(amount: float) -> str:
+    """Dollars with the digits that matter: ``$12.35``, ``$0.004215``, ``$0.000000071`` (four
+    significant digits below a dollar, so a tiny non-zero amount never shows as ``$0.0000``)."""
+    if amount == 0 or abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    digits = max(2, 3 - math.floor(math.log10(abs(amount))))
+    text = f"{amount:.{digits}f}".rstrip("0")
+    decimals = len(text.partition(".")[2])
+    return f"${text}{'0' * max(0, 2 - decimals)}"

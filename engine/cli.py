@@ -265,6 +265,8 @@ def _after_run(job: Any, outcome: Any, args: argparse.Namespace) -> int:
     notes = sys.stderr if args.json else sys.stdout
     if args.json:
         print(json.dumps(outcome.report, indent=2, sort_keys=True))
+        for shard, reason in outcome.report["failed"].items():
+            print(f"FAILED shard {shard}: {reason}", file=notes)
     else:
         print(render(outcome.result, outcome.report))
     for error in outcome.item_errors:
@@ -339,7 +341,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             )
         from tessera.engine.report import render
 
-        print(render(state.result, run_report))
+        print(render(state.result, run_report, failures=False))
     elif state.result is not None:
         print(json.dumps(state.result, indent=2))
     return EXIT_OK if state.complete else EXIT_FAILED

@@ -53,6 +53,7 @@ class Plan:
             "bounds": [pack(b) for b in layout.bounds],
             "shard_work": pack(layout.shard_work),
             "groups": [{"name": g.name, "attributes": dict(g.attributes)} for g in layout.groups],
+            "regular": layout.regular,
         }
 
     @classmethod
@@ -73,6 +74,7 @@ class Plan:
                 groups=tuple(
                     GroupSpec(str(g["name"]), dict(g["attributes"])) for g in data["groups"]
                 ),
+                regular=bool(data.get("regular", False)),
             )
             n_shards = int(data["n_shards"])
         except (KeyError, TypeError, ValueError) as exc:

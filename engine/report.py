@@ -40,6 +40,7 @@ def build(
     run_work = sum(e.work for e in this_run)
     run_cpu = sum(e.cpu_seconds for e in this_run)
     shard_seconds = sum(seconds)
+    compiled = [float(r["compile_seconds"]) for r in records.values() if "compile_seconds" in r]
     out: dict[str, Any] = {
         "job": job.name,
         "kernel": job.kernel_name,
@@ -71,6 +72,13 @@ def build(
             "rate_per_s_per_shard": round(work_done / shard_seconds, 3) if shard_seconds else None,
             "hosts": sorted({str(r.get("host", "")) for r in records.values()}),
             "attempts_max": max((int(r.get("attempt", 1)) for r in records.values()), default=0),
+        },
+        # compiling the kernel (once per worker process, before its first shard): never in the
+        # shard seconds above, so not in the throughput or the cost either
+        "compile": {
+            "seconds_total": round(sum(compiled), 6),
+            "seconds_max": round(max(compiled), 6) if compiled else None,
+            "processes": len(compiled),
         },
     }
     if catalogue is not None and records:
@@ -199,8 +207,11 @@ def render_answer(result: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list
     return lines
 
 
-def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> str:
-    """A plain-text table of the answer and the run, for the end of ``tessera run``/``status``."""
+def render(
+    result: Mapping[str, Any] | None, run_report: Mapping[str, Any], failures: bool = True
+) -> str:
+    """A plain-text table of the answer and the run, for the end of ``tessera run``/``status``;
+    with ``failures``, one ``FAILED shard`` line per failed shard at the end."""
     lines: list[str] = []
     products = (result or {}).get("products")
     if isinstance(products, Mapping):
@@ -219,6 +230,8 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
     unit = run_report["work_unit"]
     rate = run.get("rate_per_s")
     peak = shards["peak_rss_mib_max"]
+    compiled = run_report.get("compile", {"processes": 0, "seconds_total": 0.0})
+    compile_total = float(compiled["seconds_total"])
     rows = [
         (
             "shards",
@@ -245,6 +258,13 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
             else "-",
         ),
         (
+            "compile",
+            f"{compile_total:.2f} s in {plural(compiled['processes'], 'process', 'processes')}"
+            f" (before their first shard; not in shard seconds, {unit}/s or cost)"
+            if compiled["processes"]
+            else "-",
+        ),
+        (
             "peak memory/shard",
             f"{peak} MiB (worker process peak RSS)" if peak is not None else "-",
         ),
@@ -252,8 +272,9 @@ def render(result: Mapping[str, Any] | None, run_report: Mapping[str, Any]) -> s
     lines.extend(f"{k:<24} {v}" for k, v in rows)
     if "cost" in run_report:
         lines.extend(render_cost(run_report["cost"], unit))
-    for shard, reason in run_report["failed"].items():
-        lines.append(f"FAILED shard {shard}: {reason}")
+    if failures:  # ``tessera status`` lists them itself, with attempts and hosts
+        for shard, reason in run_report["failed"].items():
+            lines.append(f"FAILED shard {shard}: {reason}")
     return "\n".join(lines)
 
 
@@ -350,9 +371,10 @@ class Progress:
                     f"job {self.job} shard {event.shard} committed in "
                     f"{event.seconds:.2f} s ({self.done} of {self.total} done)"
                 )
-        elif isinstance(event, ShardFailed):
-            kind = "will retry" if event.retryable else "failed"
-            self._line(f"job {self.job} shard {event.shard} {kind}: {event.reason}")
+        elif isinstance(event, ShardFailed) and event.retryable:
+            self._line(f"job {self.job} shard {event.shard} will retry: {event.reason}")
+        elif isinstance(event, ShardFailed):  # the reason is told once, in the run's summary
+            self._line(f"job {self.job} shard {event.shard} failed (not retried; see below)")
         elif isinstance(event, Message):
             self._line(event.text)
 

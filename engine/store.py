@@ -104,7 +104,13 @@ class Store:
         }
         check_empty(job.store, fs, root)
         if _is_local(job.store):
-            os.makedirs(root, exist_ok=True)
+            try:
+                os.makedirs(root, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"store {job.store} cannot be created: {exc.strerror or exc} "
+                    f"({exc.filename or root}); choose a folder you can write (--store)"
+                ) from None
         # "w-" creates and never clears: "w" would delete whatever is at the location
         group = zarr.open_group(
             _zarr_store(job.store, read_only=False), mode="w-", attributes=attrs, zarr_format=3

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 stop_requested = threading.Event()
 
 _OPEN: dict[tuple[str, str], tuple[Store, Plan]] = {}
+# Seconds this process spent in ``kernel.warm`` for a job, until a commit record carries them.
+_COMPILE: dict[tuple[str, str], float] = {}
 _LOCK = threading.Lock()
 
 
@@ -62,6 +64,9 @@ def open_store(job: Job, store: Store | None = None) -> tuple[Store, Plan]:
             else:
                 store.check_job(job)
                 store.check_kernel(job)
+            started = time.perf_counter()
+            job.kernel.warm(job.params)  # compile before the first shard, not inside it
+            _COMPILE[key] = time.perf_counter() - started
             _OPEN[key] = (store, job_plan)
         return _OPEN[key]
 
@@ -138,6 +143,8 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
     if stop_requested.is_set():
         raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
     seconds = time.perf_counter() - wall0
+    with _LOCK:
+        compile_seconds = _COMPILE.pop((job.store, job.spec_hash), None)
     record = {
         "shard": index,
         "attempt": attempt,
@@ -152,6 +159,8 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
         "spec_hash": job.spec_hash,
         "stats": dict(output.stats),
         "errors": [{"input": e.input, "reason": e.reason} for e in output.item_errors],
+        # this process's compile time, on its first commit only (not in "seconds")
+        **({"compile_seconds": round(compile_seconds, 6)} if compile_seconds is not None else {}),
     }
     store.commit(index, record)
     log.debug("job %s shard %d/%d committed in %.3f s", job.name, index, job_plan.n_shards, seconds)

@@ -84,6 +84,10 @@ class Layout:
     shard_work: tuple[int, ...]
     work_unit: str
     groups: tuple[GroupSpec, ...] = ()
+    # True when every shard but the last owns the same rows and its projected memory depends on
+    # nothing else (``split_rows`` layouts of block sums): plan-time checks then look at the
+    # first and the last shard only, whatever the shard count
+    regular: bool = False
 
     @property
     def n_shards(self) -> int:
@@ -175,6 +179,11 @@ class Kernel(Protocol):
 
     def params_to_dict(self, params: Any) -> dict[str, Any]:
         """The canonical, JSON-serialisable form of validated params (defaults filled in)."""
+
+    def warm(self, params: Any) -> None:
+        """Compile (or load from Numba's cache) what ``compute`` will call for these params,
+        with no real work: the engine calls it once per process before the first shard and
+        reports its seconds as compile time, kept out of shard seconds, throughput and cost."""
 
     def locations(self, params: Any) -> tuple[Location, ...]:
         """Where the job reads and writes outside its store (inputs, globs, output folders);

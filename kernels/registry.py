@@ -34,6 +34,7 @@ BUILTIN: dict[str, str] = {
 REQUIRED = (
     "parse_params",
     "prepare",
+    "warm",
     "locations",
     "params_to_dict",
     "shards_for_size",

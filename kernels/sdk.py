@@ -223,6 +223,10 @@ class Kernel:
         """No files outside the store."""
         return ()
 
+    def warm(self, params: Any) -> None:
+        """Nothing to compile ahead (override to call your ``@njit`` functions on empty
+        input, so that compile time is reported apart from shard time)."""
+
     def params_to_dict(self, params: Any) -> dict[str, Any]:
         """Every field, defaults filled in."""
         return to_plain(params)
@@ -286,6 +290,11 @@ class BlockKernel(Kernel):
     def finish(self, params: Any, totals: dict[str, float]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def warm(self, params: Any) -> None:
+        """``compute_blocks`` on no blocks: compiles the Numba code it calls (or loads it from
+        the cache) before the first shard."""
+        self.compute_blocks(params, 0, 0, 0, self.block_items, self.items(params))
+
     def n_blocks(self, params: Any) -> int:
         """Blocks of ``block_items`` covering ``items(params)``."""
         return -(-self.items(params) // self.block_items)
@@ -316,6 +325,7 @@ class BlockKernel(Kernel):
             bounds=(bounds,),
             shard_work=work,
             work_unit=self.work_unit,
+            regular=True,
         )
 
     def compute(

@@ -190,8 +190,8 @@ def test_budget_stops_dispatch_then_a_higher_budget_resumes(
         price_basis="test.2x:on-demand",
     )
     assert not outcome.ok and outcome.result is None
-    assert "projected total $0.0600" in outcome.budget_stop
-    assert "exceeds budget_usd $0.0500" in outcome.budget_stop
+    assert "projected total $0.06" in outcome.budget_stop
+    assert "exceeds budget_usd $0.05;" in outcome.budget_stop
     store = Store.open_existing(job.store)
     assert store.committed() == {0}  # the first shard calibrates; then dispatching stops
     kept = store.commit_records()[0]
@@ -237,7 +237,8 @@ def test_cli_budget_stop_and_cost_table(tmp_path: Path) -> None:
         timeout=240,
     )
     assert proc.returncode == 1
-    assert "budget: the projected total $0.0600 (test.2x on-demand" in proc.stderr
+    assert "budget: the projected total $0.06 (test.2x on-demand" in proc.stderr
+    assert proc.stderr.count("budget: the projected total") == 1  # said once, not twice
     proc = subprocess.run(
         [sys.executable, "-m", "tessera.engine.cli", "run", str(path), "--executor", "local"],
         capture_output=True,

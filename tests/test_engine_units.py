@@ -132,4 +132,4 @@ def test_progress_off_a_terminal_logs_lines() -> None:
     assert "\r" not in out.getvalue()
     assert lines[1] == "Dask dashboard: http://127.0.0.1:1/status"
     assert lines[2] == "job demo shard 0 committed in 0.50 s (1 of 2 done)"
-    assert lines[3] == "job demo shard 1 failed: ValueError: bad"
+    assert lines[3] == "job demo shard 1 failed (not retried; see below)"

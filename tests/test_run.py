@@ -123,10 +123,16 @@ def test_cli_failed_shard_in_exit_code_and_status(tmp_path: Path, reference: byt
     assert proc.returncode == 1
     assert "FAILED shard 2: InjectedError" in proc.stdout
     assert "1 failed" in proc.stderr
+    told = proc.stdout + proc.stderr
+    assert told.count("InjectedError") == 1, told  # each failure once, not in two formats
     status = _cli("status", str(tmp_path / "store"))
     assert status.returncode == 1
     assert "3/4 committed, 1 failed, 0 pending" in status.stdout
     assert "FAILED shard 2 (attempt 1" in status.stdout and "InjectedError" in status.stdout
+    assert status.stdout.count("InjectedError") == 1
+    frames = _cli("status", str(tmp_path / "store"), "-v")
+    assert "in run_shard" in frames.stdout  # the failure record keeps the last frames
+    assert 'raise faults.InjectedError(f"injected fault on attempt {attempt}")' in frames.stdout
     proc = _cli("run", str(path), "--executor", "local", env={"TESSERA_FAULTS": ""})
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "store" / "result.json").read_bytes() == reference

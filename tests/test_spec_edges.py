@@ -29,3 +29,21 @@ def test_every_missing_job_key_is_named_at_once() -> None:
         spec.from_dict({"job": {"shards": 2}, "params": {}})
     assert info.value.key == "job.name"
     assert "(also missing: job.kernel, job.store)" in str(info.value)
+
+
+def test_validating_a_million_shards_does_not_loop_over_them_in_python(monkeypatch) -> None:
+    """A regular layout (equal shards of block sums) is checked on its first and last shard:
+    the memory projection is asked twice, not a million times."""
+    from tessera.kernels.montecarlo.gbm import KERNEL
+
+    calls: list[int] = []
+    projection = KERNEL.shard_memory_bytes
+
+    def counted(params, layout, shard):  # type: ignore[no-untyped-def]
+        calls.append(shard)
+        return projection(params, layout, shard)
+
+    monkeypatch.setattr(KERNEL, "shard_memory_bytes", counted)
+    job = spec.from_dict(job_dict("store", shards=1_000_000, paths=8_192_000_000, steps=1))
+    assert job.n_shards == 1_000_000
+    assert sorted(calls) == [0, 999_999]

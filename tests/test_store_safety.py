@@ -183,3 +183,14 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for name in ("result.json", "report.json", "_shards/0.json", "_shards/1.json"):
         assert oct((tmp_path / "store" / name).stat().st_mode & 0o777) == oct(0o644), name
+
+
+def test_a_store_under_an_unwritable_path_names_the_store(tmp_path: Path) -> None:
+    write_job(tmp_path / "job.toml", job_dict("runs/x", shards=2))
+    done = _cli("run", "job.toml", "--store", "/sys/tessera-store", "--executor", "local",
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "error: store /sys/tessera-store cannot be created: Operation not permitted" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr

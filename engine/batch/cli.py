@@ -117,6 +117,26 @@ def _need(name: str, value: str | None, var: str) -> str:
     return value
 
 
+def _kernel_image_note(job: Any, image: str) -> None:
+    """Say which image must hold a kernel that is not built into tessera's."""
+    ident = job.identity
+    if ident["origin"] == "built-in":
+        return
+    dist = ident["distribution"]
+    package = f"{dist}=={ident['version']}" if dist and ident["version"] else dist
+    how = (
+        f"FROM the tessera image, then RUN pip install '{package}'"
+        if package
+        else f"module {ident['target'].split(':')[0]} is on no installed distribution: package "
+        f"it and pip install it there"
+    )
+    print(
+        f"note: kernel {job.kernel_name} ({ident['target']}) is not built into tessera: the "
+        f"image {image} must contain it ({how}; see README, 'Write your own kernel')",
+        file=sys.stderr,
+    )
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from tessera.engine.batch.render import DEFAULT_IMAGE, RenderOptions, render
     from tessera.engine.config import batch_settings
@@ -126,6 +146,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     image = args.image or env.image
     if args.register:
         image = _need("--image", image, "TESSERA_BATCH_IMAGE")
+    if not image:
+        print(
+            f"warning: no --image and no TESSERA_BATCH_IMAGE: the job definition names the "
+            f"default image {DEFAULT_IMAGE}, which must exist in your registry (build it from "
+            f"containers/Dockerfile and push it, or pass --image URI)",
+            file=sys.stderr,
+        )
+    _kernel_image_note(job, image or DEFAULT_IMAGE)
     request = render(
         job,
         RenderOptions(
@@ -167,6 +195,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         "--definition", args.definition or env.definition, "TESSERA_BATCH_DEFINITION"
     )
     deps = [submit.Dependency.parse(d) for d in args.depends_on]
+    _kernel_image_note(job, f"of job definition {definition}")
     prepared = submit.prepare(job, queue=queue, definition=definition, create=not args.dry_run)
 
     limit = args.budget if args.budget is not None else job.budget_usd
@@ -288,6 +317,12 @@ def _cmd_local(args: argparse.Namespace) -> int:
     job = _load(args)
     outcome = run_local(job, parallel=args.parallel)
     retried = sum(1 for a in outcome.attempts if a.action == "retry")
+    import tessera
+    from tessera.engine.report import render as render_report
+
+    state = tessera.status(job.store)
+    if state.report is not None:  # the same report and cost table as `tessera run`
+        print(render_report(state.result, state.report))
     if outcome.ok:
         print(f"result: {job.store}/result.json ({retried} attempts retried)")
         return EXIT_OK

@@ -206,6 +206,13 @@ class PyramidKernel:
         """The source image (a file, or a Zarr array's folder)."""
         return (Location("source", params.source),)
 
+    def warm(self, params: Params) -> None:
+        """The 2x2 downsample on a 2x2 image of the source's pixel type: compiles it (or loads
+        Numba's cache). Nothing before ``prepare`` recorded the pixel type."""
+        if params.channels is None or params.dtype is None:
+            return
+        downsample2x(np.zeros((2, 2, params.channels), dtype=params.dtype), params.gamma_correct)
+
     def prepare(self, params: Params, io: InputIO) -> Params:
         """Read the source's header and record its size, channels, dtype and format.
         ``ParamError`` naming ``source`` when it is missing, not an image, of an unsupported

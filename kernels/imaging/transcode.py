@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io as io_module
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -136,6 +137,20 @@ class TranscodeKernel:
             listed = params.files or ()
             inputs = tuple(Location("inputs", url) for url in (params.inputs, *listed))
         return (*inputs, Location("output", params.output, "output"))
+
+    def warm(self, params: Params) -> None:
+        """Transcode a tiny image of the first input's mode: compiles the resize kernels (or
+        loads Numba's cache). Best effort: a mode the first file has but a tiny image cannot
+        take is left to ``compute``, which reports it per file."""
+        from PIL import Image
+
+        _, _, mode = (params.headers or ((0, 0, "RGB"),))[0]
+        try:
+            buf = io_module.BytesIO()
+            Image.new(mode or "RGB", (8, 8)).save(buf, "PNG" if mode != "CMYK" else "TIFF")
+            transcode_bytes(buf.getvalue(), params)
+        except (OSError, ValueError):
+            pass
 
     def prepare(self, params: Params, io: InputIO) -> Params:
         """Resolve ``inputs`` to the sorted file list and read each file's header (width,

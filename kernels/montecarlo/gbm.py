@@ -123,6 +123,14 @@ class GbmKernel:
         """No inputs to resolve: ``params`` unchanged."""
         return params
 
+    def warm(self, params: Params) -> None:
+        """The CPU kernel on no blocks: compiles it (or loads Numba's cache)."""
+        k0, k1 = seed_key(0)
+        key = np.array([k0, k1], dtype=np.uint64)
+        consts = np.array(_constants(params), dtype=np.float64)
+        arith = "asian_arithmetic_call" in params.products
+        simulate_blocks(0, 0, params.samples, params.steps, consts, key, params.antithetic, arith)
+
     def locations(self, params: Params) -> tuple[Location, ...]:
         """None: the kernel touches only its store."""
         return ()
@@ -158,6 +166,7 @@ class GbmKernel:
             bounds=(bounds,),
             shard_work=work,
             work_unit=self.work_unit,
+            regular=True,
         )
 
     def compute(
