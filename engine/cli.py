@@ -278,9 +278,19 @@ def _after_run(job: Any, outcome: Any, args: argparse.Namespace) -> int:
         print(f"result: {job.store}/result.json", file=notes)
         return EXIT_OK
     if outcome.item_errors and outcome.committed == outcome.n_shards:
+        again = f"tessera run {args.job}" + "".join(
+            f" --{flag} {value}"
+            for flag, value in (("shards", args.shards), ("executor", args.executor))
+            if value
+        )
+        same_store = again + (f" --store {args.store}" if args.store else "")
         print(
             f"incomplete: {len(outcome.item_errors)} inputs failed (listed above); every "
-            f"shard committed, fix or drop those inputs",
+            f"shard committed. To fix them: repair the files in place and run `{same_store}` "
+            f"again (only the failed inputs are redone, every other output is kept). To "
+            f"drop them: remove them from the "
+            f"job's inputs (its glob's folder or manifest) and run the new list into a new "
+            f"store: `{again} --store NEW_LOCATION` (every input is then done again)",
             file=sys.stderr,
         )
         return EXIT_FAILED

@@ -101,6 +101,8 @@ class StoreIO(Inputs):
             return call()
         except INPUT_ERRORS:
             raise
+        except (KeyError, IndexError, TypeError):
+            raise  # no such array, a selection out of bounds, a wrong call: the kernel's error
         except Exception as exc:
             if isinstance(exc, ValueError) and not _is_connection_error(exc):
                 raise  # a bad URL or selection is the kernel's error
@@ -121,8 +123,9 @@ class StoreIO(Inputs):
 
     @property
     def arrays(self) -> Mapping[str, Any]:
-        """Output arrays by name (lazy Zarr arrays: slicing reads)."""
-        return _LazyArrays(self._store.group)
+        """Output arrays by name (lazy Zarr arrays: slicing reads; a read that fails for an
+        outage raises ``LentIOError``, as every lent I/O does)."""
+        return _LazyArrays(self._store.group, self._lent)
 
     @property
     def device(self) -> str:
@@ -155,6 +158,26 @@ class StoreIO(Inputs):
 
     def _url(self, path: str) -> str:
         return path if urls.is_absolute(path) else urls.join(self._store.url, path)
+
+
+class _LentArray:
+    """A Zarr array whose reads (``array[selection]``) go through ``StoreIO._lent``; every
+    other attribute (shape, dtype, chunks) is the array's."""
+
+    def __init__(self, array: Any, name: str, lent: Callable[[str, Callable[[], Any]], Any]):
+        self._array = array
+        self._name = name
+        self._lent = lent
+
+    def __getitem__(self, selection: Any) -> Any:
+        return self._lent(f"reading array {self._name}", lambda: self._array[selection])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._array, name)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return np.asarray(data, dtype=dtype)
 
 
 class _LentFile:
@@ -193,14 +216,16 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 class _LazyArrays(Mapping[str, Any]):
-    def __init__(self, group: Any) -> None:
+    def __init__(self, group: Any, lent: Callable[[str, Callable[[], Any]], Any]) -> None:
         self._group = group
+        self._lent = lent
 
     def __getitem__(self, name: str) -> Any:
         try:
-            return self._group[name]
+            array = self._lent(f"opening array {name}", lambda: self._group[name])
         except KeyError:
             raise KeyError(name) from None
+        return _LentArray(array, name, self._lent)
 
     def __iter__(self) -> Any:
         return iter(name for name, _ in self._group.arrays())

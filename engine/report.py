@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import statistics
 import sys
 import time
@@ -170,27 +172,98 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+def _is_dims(value: Any) -> bool:
+    """A short list of numbers (a shape, a tile grid): a table shows it as ``28 x 40``."""
+    return (
+        isinstance(value, list)
+        and 0 < len(value) <= 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+
+
+_DIGEST = re.compile(r"(?:[a-z0-9]+:)?[0-9a-f]{32,}")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: ``-`` for None, ``28 x 40`` for dims, a digest by its first 12 hex digits
+    (as git shows commits: the whole one is in result.json)."""
+    if value is None:
+        return "-"
+    if _is_dims(value):
+        return " x ".join(_scalar(v) for v in value)
+    if isinstance(value, str) and _DIGEST.fullmatch(value):
+        return value[: value.find(":") + 13] + "..."
+    return _scalar(value)
+
+
 def _table(rows: Sequence[Mapping[str, Any]], indent: str = "  ") -> list[str]:
     """Rows of scalars as aligned columns; nested values are summarised, never repr'd."""
-    columns = [k for k in rows[0] if all(_is_scalar(r.get(k)) for r in rows)]
-    cells = [[_scalar(r.get(k)) if r.get(k) is not None else "-" for k in columns] for r in rows]
+    columns = [k for k in rows[0] if all(_is_scalar(r.get(k)) or _is_dims(r.get(k)) for r in rows)]
+    cells = [[_cell(r.get(k)) for k in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     out = [indent + "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
     out += [indent + "  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
     return out
 
 
-def render_answer(result: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+def _at(store: str | None, path: str) -> str:
+    """``path`` (relative to the store) where a person finds it: joined to the store's location."""
+    return f"{store.rstrip('/')}/{path}" if store else path
+
+
+def render_next(result: Mapping[str, Any] | None, store: str | None) -> list[str]:
+    """The answer's ``next`` (a list of strings, any kernel's): what a person can do now, with
+    ``{store}`` replaced by the store's location (quoted for a shell where needed)."""
+    steps = (result or {}).get("next")
+    if not isinstance(steps, Sequence) or isinstance(steps, str) or not steps:
+        return []
+    where = shlex.quote(store) if store else "STORE"
+    return ["next:", *(f"  {str(step).replace('{store}', where)}" for step in steps)]
+
+
+def _one_line(prefix: str, table: Mapping[str, Any], width: int = 100) -> str | None:
+    """A small table of scalars (and lists of them) on one line, ``image: width 700; height
+    530``, when it fits in ``width`` characters; else ``None``."""
+    parts = []
+    for key, value in table.items():
+        if value is None:
+            continue
+        if _is_scalar(value):
+            parts.append(f"{key} {_scalar(value)}")
+        elif isinstance(value, list) and 0 < len(value) <= 8 and all(map(_is_scalar, value)):
+            parts.append(f"{key} {', '.join(_scalar(v) for v in value)}")
+        else:
+            return None
+    line = f"{prefix}: {'; '.join(parts)}"
+    return line if prefix and parts and len(line) <= width else None
+
+
+def render_answer(
+    result: Mapping[str, Any], skip: tuple[str, ...] = (), store: str | None = None
+) -> list[str]:
     """A kernel's answer for people: scalars as ``key: value``, lists of records as small
-    tables, nested tables as dotted keys; ``None`` left out. Never a Python repr."""
+    tables, a small nested table on one line (else as dotted keys); ``None`` left out. Never a
+    Python repr.
+
+    Two keys any kernel may use: ``outputs``, a table of label -> path relative to the store,
+    shown with each path joined to ``store``; and ``next``, steps for a person, left to
+    ``render_next`` (shown last)."""
     lines: list[str] = []
 
     def walk(prefix: str, value: Any) -> None:
         if value is None:
             return
-        if _is_scalar(value):
+        if prefix == "outputs" and isinstance(value, Mapping):
+            width = max((len(str(k)) for k in value), default=0)
+            lines.append("outputs:")
+            lines.extend(f"  {str(k):<{width}}  {_at(store, str(v))}" for k, v in value.items())
+        elif _is_scalar(value):
             lines.append(f"{prefix}: {_scalar(value)}")
         elif isinstance(value, Mapping):
+            line = _one_line(prefix, value)
+            if line is not None:
+                lines.append(line)
+                return
             for key, inner in value.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), inner)
         elif isinstance(value, Sequence) and value and all(isinstance(v, Mapping) for v in value):
@@ -202,7 +275,7 @@ def render_answer(result: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list
             lines.append(f"{prefix}: {', '.join(items)}{more}" if items else f"{prefix}: -")
 
     for key, value in result.items():
-        if key not in ("kernel", "params", "seed", *skip):
+        if key not in ("kernel", "params", "seed", "next", *skip):
             walk(str(key), value)
     return lines
 
@@ -223,7 +296,7 @@ def render(
             )
         lines.append("")
     elif result:
-        lines.extend(render_answer(result))
+        lines.extend(render_answer(result, store=run_report.get("store")))
         lines.append("")
     run = run_report["this_run"]
     shards = run_report["shards"]
@@ -272,6 +345,9 @@ def render(
     lines.extend(f"{k:<24} {v}" for k, v in rows)
     if "cost" in run_report:
         lines.extend(render_cost(run_report["cost"], unit))
+    steps = render_next(result, run_report.get("store"))
+    if steps:
+        lines.extend(["", *steps])
     if failures:  # ``tessera status`` lists them itself, with attempts and hosts
         for shard, reason in run_report["failed"].items():
             lines.append(f"FAILED shard {shard}: {reason}")

@@ -63,8 +63,12 @@ class Store:
     def open_for_job(cls, job: Job, plan: Plan, create: bool = True) -> Store:
         """Open ``job``'s store, creating the group and arrays if it does not exist.
 
-        Raises ``StoreMismatchError`` when the store holds a job with another spec hash, and
-        ``StoreError`` when it does not exist and ``create`` is false.
+        ``create`` is for a driver about to run the job (``tessera run``, ``tessera batch
+        submit``): opening an existing store then also reopens the shards that committed with
+        item errors (``reopen_item_errors``), so that running a job again retries the inputs
+        that failed (after the user fixed them in place). Workers open with ``create=False``
+        and never reopen. Raises ``StoreMismatchError`` when the store holds a job with another
+        spec hash, and ``StoreError`` when it does not exist and ``create`` is false.
         """
         url = job.store
         fs, root = _filesystem(url)
@@ -77,6 +81,8 @@ class Store:
         store = cls(url, _open_group(url), fs, root)
         store.check_job(job)
         store.check_kernel(job)
+        if create:
+            store.reopen_item_errors()
         return store
 
     @classmethod
@@ -164,19 +170,40 @@ class Store:
         return from_dict(self.meta["job"], source=self.url, layout=layout)
 
     def check_job(self, job: Job) -> None:
-        """Refuse a job whose spec hash differs from the stored one, naming what differs."""
+        """Refuse a job whose spec hash differs from the stored one (``StoreMismatchError``),
+        naming what differs: at most ``SHOWN_ENTRIES`` keys, and for a list (a transcode's
+        file list) at most ``SHOWN_ENTRIES`` of its entries, with counts ("params.files: 3 of
+        1,204 entries changed (in /data/frames/): a.png (removed), ..."), never the lists."""
         meta = self.meta
         if meta["spec_hash"] == job.spec_hash:
             return
         stored = meta.get("hashed", {})
-        diffs = _diff(stored, job.hashed_part())
-        detail = "; ".join(diffs[:5]) if diffs else "spec hashes differ"
-        more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
+        mine = job.hashed_part()
+        diffs = _diff(stored, mine)
+        detail = "; ".join(diffs[:SHOWN_ENTRIES]) if diffs else "spec hashes differ"
+        extra = len(diffs) - SHOWN_ENTRIES
+        more = f" (and {extra:,} more)" if extra > 0 else ""
         advice = "To start fresh, delete the store or pass --store with a new location."
+        old_params, new_params = stored.get("params", {}), mine.get("params", {})
+        lists = [
+            f"params.{key}"
+            for key, value in sorted(old_params.items())
+            if isinstance(value, list)
+            and isinstance(new_params.get(key), list)
+            and value != new_params[key]
+        ]
         if [d.split(":", 1)[0] for d in diffs] == ["n_shards"]:
             advice = (
                 f"To resume it, pass --shards {stored['n_shards']} (the stored count); for "
                 f"{job.n_shards} shards pass --store with a new location."
+            )
+        elif lists:
+            advice = (
+                f"If {' and '.join(lists)} changed on purpose (inputs dropped or added), this is "
+                f"a new job: run it into a new store, `tessera run JOB --store NEW_LOCATION` "
+                f"(every item is computed again). To resume this store, restore "
+                f"{'them' if len(lists) > 1 else 'it'}; a file fixed in place is no change, and "
+                f"running the job again redoes only the items that failed."
             )
         raise StoreMismatchError(
             f"store {self.url} was made by a different job (spec {meta['spec_hash'][:12]}, "
@@ -257,6 +284,25 @@ class Store:
         """Write the commit record of ``shard`` (after its data), and clear any failure."""
         self._write_text(f"_shards/{shard}.json", json.dumps(dict(record), sort_keys=True))
         self._delete(f"_failures/{shard}.json")
+
+    def reopen_item_errors(self) -> list[int]:
+        """Delete the commit records of the shards that committed with item errors (their
+        record's ``errors``), so that they are pending again and the next run retries them;
+        returns their indices. Only tessera's own records go: the shard's rows and the files
+        it wrote stay, and a kernel that reads its rows back (``imaging.transcode``) redoes only
+        the failed items. ``result.json`` is written again when the run completes."""
+        reopened = sorted(i for i, r in self.commit_records().items() if r.get("errors"))
+        for shard in reopened:
+            self._delete(f"_shards/{shard}.json")
+        if reopened:
+            log.info(
+                "store %s: %d shards committed with failed items; reopened to retry them: %s",
+                self.url,
+                len(reopened),
+                ", ".join(map(str, reopened[:SHOWN_ENTRIES]))
+                + (" ..." if len(reopened) > SHOWN_ENTRIES else ""),
+            )
+        return reopened
 
     def committed(self) -> set[int]:
         """Indices of committed shards (one listing, not one request per shard)."""
@@ -408,7 +454,8 @@ class Store:
         }
 
 
-# How many entries a refusal to create a store names (the rest are counted).
+# How many entries a refusal names (files in a non-empty folder, keys or list entries that differ
+# from the stored job); the rest are counted.
 SHOWN_ENTRIES = 5
 
 
@@ -518,14 +565,81 @@ def check_format(url: str, meta: dict[str, Any]) -> None:
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two JSON-like values."""
+    """One line per dotted key whose value differs between two JSON-like values (pure). Lists
+    are compared entry by entry (``_list_diff``) and long values are summarised (``_short``):
+    a line stays short whatever the size of the job."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new)):
             name = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old or key not in new:
-                out.append(f"{name}: {old.get(key)!r} -> {new.get(key)!r}")
+            if key not in old:
+                out.append(f"{name}: not stored, this job {_short(new[key])}")
+            elif key not in new:
+                out.append(f"{name}: stored {_short(old[key])}, not in this job")
             else:
                 out.extend(_diff(old[key], new[key], name))
         return out
-    return [] if old == new else [f"{prefix}: stored {old!r}, this job {new!r}"]
+    if old == new:
+        return []
+    if isinstance(old, list) and isinstance(new, list):
+        return [_list_diff(prefix, old, new)]
+    return [f"{prefix}: stored {_short(old)}, this job {_short(new)}"]
+
+
+# The longest value a mismatch message quotes whole.
+SHORT_VALUE = 60
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, or a summary of it when that is longer than ``SHORT_VALUE``."""
+    text = repr(value)
+    if len(text) <= SHORT_VALUE:
+        return text
+    if isinstance(value, list):
+        return f"a list of {len(value):,} entries"
+    if isinstance(value, dict):
+        return f"a table of {len(value):,} keys"
+    return text[: SHORT_VALUE - 3] + "..."
+
+
+def _list_diff(name: str, old: list[Any], new: list[Any]) -> str:
+    """What changed between two lists, in one line naming at most ``SHOWN_ENTRIES`` entries
+    (pure). Lists of strings or numbers are compared as sets: ``params.files: 3 of 1,204
+    entries changed (in /data/frames/): a.png (removed), b.png (added), ...``, the folder
+    common to the entries named once. Other lists of one length are compared by position."""
+    scalars = (str, int, float, bool, type(None))
+    if all(isinstance(v, scalars) for v in (*old, *new)):
+        before, after = set(old), set(new)
+        changes = sorted(
+            [(str(v), "removed") for v in before - after]
+            + [(str(v), "added") for v in after - before]
+        )
+        if not changes:
+            return f"{name}: the same {len(before):,} entries, in another order or repeated"
+        folder = _common_folder([str(v) for v in before | after])
+        shown = ", ".join(f"{v[len(folder) :]} ({how})" for v, how in changes[:SHOWN_ENTRIES])
+        extra = len(changes) - SHOWN_ENTRIES
+        more = f", ... and {extra:,} more" if extra > 0 else ""
+        where = f" (in {folder})" if folder else ""
+        return (
+            f"{name}: {len(changes):,} of {len(before | after):,} entries changed{where}: "
+            f"{shown}{more}"
+        )
+    if len(old) != len(new):
+        return f"{name}: stored {len(old):,} entries, this job {len(new):,}"
+    differ = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    shown = ", ".join(
+        f"[{i}] stored {_short(old[i])}, this job {_short(new[i])}" for i in differ[:SHOWN_ENTRIES]
+    )
+    extra = len(differ) - SHOWN_ENTRIES
+    more = f", ... and {extra:,} more" if extra > 0 else ""
+    return f"{name}: {len(differ):,} of {len(old):,} entries differ: {shown}{more}"
+
+
+def _common_folder(values: list[str]) -> str:
+    """The longest folder (ending in ``/``) that every one of ``values`` lies in, or ``""``
+    when they do not all lie in one (pure)."""
+    if len(values) < 2:
+        return ""
+    prefix = os.path.commonprefix(values)
+    return prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""

@@ -9,6 +9,9 @@ the phrases kernels already use, so a user sees the same words whichever kernel 
 - ``not_one_of(key, value, "jpeg, png")``: ``'gif' is not one of jpeg, png``;
 - ``unknown_key(key, allowed)``: ``unknown key; did you mean 'tile_size'?``.
 
+Values are shown as ``repr`` shows them, except booleans, which are shown as the job file
+writes them (``got bool true``, not ``got bool True``).
+
 Kernels import nothing from ``tessera.engine``; this module imports only the kernel base.
 """
 
@@ -24,9 +27,22 @@ from tessera.kernels.base import ParamError
 MISSING: Any = object()  # the default of a required key
 
 
+def shown(value: Any) -> str:
+    """A value as a message shows it: ``repr``, except that booleans are written as the job
+    file writes them, ``true`` and ``false`` (also inside lists and tables: ``[true]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return f"[{', '.join(map(shown, value))}]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {shown(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def got(value: Any, typed: bool = False) -> str:
-    """How a message shows a bad value: ``'many'``, or with its type (``typed``): ``str 'many'``."""
-    return f"{type(value).__name__} {value!r}" if typed else repr(value)
+    """How a message shows a bad value: ``'many'``, or with its type (``typed``): ``str 'many'``;
+    booleans as ``true``/``false`` (see ``shown``)."""
+    return f"{type(value).__name__} {shown(value)}" if typed else shown(value)
 
 
 def expected(key: str, what: str, value: Any, *, typed: bool = False) -> ParamError:
@@ -36,12 +52,12 @@ def expected(key: str, what: str, value: Any, *, typed: bool = False) -> ParamEr
 
 def out_of_range(key: str, value: Any, lo: Any, hi: Any) -> ParamError:
     """``ParamError(key, "<value> is out of range; expected <lo>..<hi>")``."""
-    return ParamError(key, f"{value!r} is out of range; expected {lo}..{hi}")
+    return ParamError(key, f"{shown(value)} is out of range; expected {lo}..{hi}")
 
 
 def not_one_of(key: str, value: Any, choices: str, hint: str = "") -> ParamError:
     """``ParamError(key, "<value> is not one of <choices><hint>")``; ``hint`` from ``suggest``."""
-    return ParamError(key, f"{value!r} is not one of {choices}{hint}")
+    return ParamError(key, f"{shown(value)} is not one of {choices}{hint}")
 
 
 def suggest(word: str, choices: Sequence[str]) -> str:

@@ -158,6 +158,13 @@ def _job(
         ({"dzi": {"containr": "zip"}}, "params.dzi.containr", "did you mean 'container'"),
         ({"ome_zarr": False}, "params.ome_zarr", "nothing to write"),
         ({"gamma_correct": "yes"}, "params.gamma_correct", "expected true or false"),
+        # booleans as the job file writes them, not as Python prints them
+        ({"tile_size": True}, "params.tile_size", r"expected an integer, got bool true$"),
+        ({"dzi": True}, "params.dzi", r'expected a table like \{ format = "jpeg" \}, got true$'),
+        ({"dzi": {"format": False}}, "params.dzi.format", r": false is not one of"),
+        ({"dzi": {"quality": True}}, "params.dzi.quality", r"got bool true$"),
+        ({"ome_zarr": [True]}, "params.ome_zarr", r"expected true or false, got list \[true\]$"),
+        ({"dzi": {"format": "GIF"}}, "params.dzi.format", r": 'GIF' is not one of"),
     ],
 )
 def test_bad_params_name_the_key(
@@ -166,6 +173,55 @@ def test_bad_params_name_the_key(
     with pytest.raises(SpecError, match=match) as info:
         spec.from_dict(_job(tmp_path / "s", images["tiff"], **params))
     assert info.value.key == key
+    assert "True" not in str(info.value) and "False" not in str(info.value)
+
+
+def test_a_boolean_source_is_shown_as_toml_writes_it(tmp_path: Path) -> None:
+    job = _job(tmp_path / "s", "unused")
+    job["params"]["source"] = True
+    with pytest.raises(SpecError) as info:
+        spec.from_dict(job)
+    assert str(info.value) == "params.source: is required: a path or URL of the image, got true"
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "JPG", "Jpeg", "PNG", "webp"])
+def test_dzi_format_is_read_as_transcode_reads_it(
+    tmp_path: Path, images: dict[str, Path], fmt: str
+) -> None:
+    """``jpg`` is ``jpeg`` and case does not matter, as for imaging.transcode's ``format``; the
+    job records the canonical name, so "jpg" and "jpeg" are one job (one spec hash)."""
+    job = spec.from_dict(_job(tmp_path / "s", images["tiff"], dzi={"format": fmt}))
+    canonical = {"jpg": "jpeg"}.get(fmt.lower(), fmt.lower())
+    assert job.params_dict()["dzi"]["format"] == canonical
+    same = spec.from_dict(_job(tmp_path / "s", images["tiff"], dzi={"format": canonical}))
+    assert job.spec_hash == same.spec_hash
+
+
+def test_a_folder_as_source_says_what_was_expected(tmp_path: Path, images: dict[str, Path]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SpecError) as info:
+        spec.from_dict(_job(tmp_path / "s", empty))
+    assert info.value.key == "params.source"
+    assert str(info.value) == (
+        f"params.source: {empty} is a folder, not an image file nor a Zarr array (Zarr finds no "
+        f"array or group metadata in it); expected the path or URL of one TIFF, PNG or JPEG file, "
+        f"or of a Zarr array's folder"
+    )
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(images["png"], one / "slide.png")
+    with pytest.raises(SpecError, match="is a folder, not an image file") as info:
+        spec.from_dict(_job(tmp_path / "s", one))
+    assert str(info.value).endswith(f'. It holds one image: source = "{one}/slide.png" makes its '
+                                    f"pyramid")  # fmt: skip
+    shutil.copy(images["tiff"], one / "other.tif")
+    with pytest.raises(SpecError, match=r"It holds 2 images: give one, e.g. source = ") as info:
+        spec.from_dict(_job(tmp_path / "s", one))
+    assert "imaging.transcode converts many files" in str(info.value)
+    with pytest.raises(SpecError, match=r"not found \(FileNotFoundError") as info:
+        spec.from_dict(_job(tmp_path / "s", tmp_path / "nowhere"))  # missing: still "not found"
+    assert info.value.key == "params.source"
 
 
 @pytest.mark.parametrize("size", [100, 192, 32, 96])
@@ -619,6 +675,26 @@ def test_checksums_are_per_tile_digests(overlap_runs: dict[str, Path]) -> None:
     crc = zlib.crc32(np.ascontiguousarray(level).tobytes()).to_bytes(4, "big")
     result = json.loads((overlap_runs["nine"] / "result.json").read_text())
     assert result["levels"][4]["checksum"] == hashlib.sha256(crc).hexdigest()
+
+
+def test_the_pyramid_checksum_is_a_hash_of_every_tile(
+    overlap_runs: dict[str, Path], images: dict[str, Path]
+) -> None:
+    """``checksum`` is ``sha256:<hex>`` of every tile's CRC-32, level 0 first, tiles row-major
+    (what ``checksum_method`` says), the same for 1 and 9 shards."""
+    whole = hashlib.sha256()
+    for level in ref.pyramid(tifffile.imread(images["tiff"])):
+        for y in range(0, level.shape[0], T):
+            for x in range(0, level.shape[1], T):
+                tile = np.ascontiguousarray(level[y : y + T, x : x + T])
+                whole.update(zlib.crc32(tile.tobytes()).to_bytes(4, "big"))
+    for run in ("nine", "one"):
+        result = json.loads((overlap_runs[run] / "result.json").read_text())
+        assert result["checksum"] == f"sha256:{whole.hexdigest()}"
+        assert result["checksum_method"] == (
+            "sha256 of the CRC-32s of the tiles' pixels (y, x, c), 4 bytes big-endian each, "
+            "level 0 first, tiles row-major"
+        )
 
 
 def test_dask_executor_gives_the_same_result(

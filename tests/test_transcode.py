@@ -19,6 +19,7 @@ from PIL import Image
 
 from tessera.engine import executors, spec
 from tessera.engine.errors import SpecError
+from tessera.engine.io import Inputs
 from tessera.engine.run import run_job
 from tessera.kernels.imaging.transcode import KERNEL, transcode_bytes
 from tessera.kernels.imaging.transcode_params import parse
@@ -119,13 +120,16 @@ def test_prepare_resolves_sorted_files_and_headers(frames: Path, tmp_path: Path)
     canonical = job.params_dict()
     assert canonical["format"] == "jpeg"
     assert canonical["files"] == sorted(str(p) for p in frames.glob("*.png"))
-    headers = dict(zip(canonical["files"], canonical["headers"]))
-    assert headers[str(frames / "frame0.png")] == [130, 90, "RGB"]
+    headers = dict(zip(job.params.files, job.params.headers))
+    assert headers[str(frames / "frame0.png")] == (130, 90, "RGB")
     assert headers[str(frames / "deep.png")][2].startswith("I;16")
-    assert headers[str(frames / "broken.png")] == [0, 0, ""]  # fails later, alone
-    # the canonical params load back without listing or reading anything again
-    again = KERNEL.prepare(parse(canonical), io=None)  # type: ignore[arg-type]
+    assert headers[str(frames / "broken.png")] == (0, 0, "")  # fails later, alone
+    # headers are plan data (the memory check), not part of the spec hash or of result.json
+    assert "headers" not in canonical
+    # the canonical params load back without listing the inputs again; prepare reads headers
+    again = KERNEL.prepare(parse(canonical), io=Inputs())
     assert KERNEL.params_to_dict(again) == canonical
+    assert again.headers == job.params.headers
     assert job.n_shards == 3
 
 

@@ -1,5 +1,5 @@
-"""viewer.html beside DZI output, `tessera view`, and a headless Chromium screenshot that shows
-the tiles were drawn."""
+"""viewer.html beside DZI output, `tessera view` (folders and zips), and a headless Chromium
+screenshot that shows the tiles were drawn."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tessera.engine.viewer import CDN, find_openseadragon, viewer_pages, write_viewer
+from tessera.engine import executors, spec
+from tessera.engine.run import run_job
+from tessera.engine.viewer import CDN, find_openseadragon, start_server, viewer_pages, write_viewer
 from tests.dzi import quadrants, write_dzi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +117,115 @@ def test_view_refuses_s3_and_folders_without_dzi(tmp_path: Path) -> None:
         and "aws s3 sync s3://bucket/store/dzi" in remote.stderr
     )
     empty = _cli("view", str(tmp_path))
-    assert empty.returncode == 1 and "no Deep Zoom output (.dzi)" in empty.stderr
+    assert empty.returncode == 1
+    assert "no Deep Zoom output (.dzi, or a zip holding one)" in empty.stderr
+
+
+def _zip_folder(folder: Path, zip_path: Path) -> dict[str, bytes]:
+    """Zip ``folder`` as vips lays out a DZI zip (``image/image.dzi``, ``image/image_files/..``);
+    return the members."""
+    members = {
+        f"image/{p.relative_to(folder).as_posix()}": p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return members
+
+
+def _get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers.get("Content-Type", "")
+
+
+def test_viewer_pages_for_zips_made_elsewhere(tmp_path: Path) -> None:
+    """A DZI zip without a page (vips dzsave --container zip) gets one that opens the
+    descriptor inside the zip; beside a .dzi of the same name, each gets its own page."""
+    made = tmp_path / "made"
+    write_dzi(made, quadrants(100, 80), tile=64)
+    store = tmp_path / "store"
+    (store / "dzi").mkdir(parents=True)
+    members = _zip_folder(made, store / "dzi" / "image.zip")
+    assert viewer_pages(store) == ["dzi/viewer.html"]
+    assert 'tileSources: "image.zip/image/image.dzi"' in (store / "dzi/viewer.html").read_text()
+    both = tmp_path / "both"
+    write_dzi(both, quadrants(100, 80), tile=64)
+    _zip_folder(made, both / "image.zip")
+    assert viewer_pages(both) == ["image.viewer.html", "image.zip.viewer.html"]
+    assert (
+        'tileSources: "image.zip/image/image.dzi"' in (both / "image.zip.viewer.html").read_text()
+    )
+    server = start_server(store)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/dzi"
+        status, body, kind = _get(f"{base}/image.zip/image/image.dzi")
+        assert (status, body, kind) == (200, members["image/image.dzi"], "application/xml")
+        tile = "image/image_files/6/0_0.png"
+        assert _get(f"{base}/image.zip/{tile}")[:2] == (200, members[tile])
+        assert _get(f"{base}/image.zip/image/image_files/6/9_9.png")[0] == 404
+        assert _get(f"{base}/image.zip")[:2] == (200, (store / "dzi/image.zip").read_bytes())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_view_serves_a_zip_pyramid(tmp_path: Path) -> None:
+    """`tessera view` of a pyramid with dzi.container = "zip": the page it prints opens, and
+    the descriptor and tiles it asks for are the zip's members, byte for byte."""
+    source = tmp_path / "slide.png"
+    Image.fromarray(quadrants(300, 200)).save(source)
+    store = tmp_path / "store"
+    job = {
+        "job": {"name": "zipped", "kernel": "imaging.pyramid", "store": str(store), "shards": 2},
+        "params": {"source": str(source), "tile_size": 64, "dzi": {"container": "zip"}},
+    }
+    outcome = run_job(spec.from_dict(job), executors.create("local"), lambda e: None)
+    assert outcome.ok and outcome.result is not None
+    assert outcome.result["dzi"]["viewer"] == "dzi/viewer.html"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tessera.engine.cli", "view", str(store), "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(2)]
+        assert lines[0].startswith(f"serving {store} on http://127.0.0.1:"), lines
+        url = re.fullmatch(r"viewer: (http://127\.0\.0\.1:\d+/dzi/viewer\.html)\n", lines[1])
+        assert url is not None, lines
+        status, page, kind = _get(url.group(1))
+        assert status == 200 and kind == "text/html"
+        source_url = re.search(r'tileSources: "([^"]+)"', page.decode())
+        assert source_url is not None and source_url.group(1) == "image.zip/image/image.dzi"
+        base = url.group(1).rsplit("/", 1)[0]
+        with zipfile.ZipFile(store / "dzi" / "image.zip") as archive:
+            names = archive.namelist()
+            status, body, kind = _get(f"{base}/{source_url.group(1)}")
+            assert (status, kind) == (200, "application/xml")
+            assert body == archive.read("image/image.dzi")
+            tiles = [n for n in names if n.endswith(".jpeg")]
+            assert len(tiles) == outcome.result["dzi"]["tiles"]
+            for name in (tiles[0], tiles[-1]):  # 0/0_0.jpeg (1x1) and the last full-size tile
+                status, body, kind = _get(f"{base}/image.zip/{name}")
+                assert (status, kind) == (200, "image/jpeg")
+                assert body == archive.read(name)
+        missing = _get(f"{base}/image.zip/image/image_files/0/5_5.jpeg")
+        assert missing[0] == 404 and b"is not in image.zip" in missing[1]
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0, server.stderr.read() if server.stderr else ""
 
 
 def _colour_share(shot: np.ndarray, rgb: tuple[int, int, int], tol: int = 12) -> float:

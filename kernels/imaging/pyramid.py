@@ -15,13 +15,18 @@ with :func:`tessera.kernels.imaging.downsample.downsample2x`, and writes
 
 After every shard has committed, ``reduce`` reads the last shard level, computes the smaller
 levels down to 1x1 (OME-Zarr levels while a level is larger than a tile, DZI to the end), writes
-them, the DZI descriptor and its viewer page (``dzi/viewer.html``, OpenSeadragon: see
-:mod:`tessera.kernels.imaging.viewer`) or, for the zip container, ``dzi/image.zip`` from the
-parts. The result lists every level with its shape, tile grid and a checksum: the SHA-256 of
-its tiles' CRC-32s (4 bytes big-endian each, tiles row-major). CRC-32 per tile is what zip and
-PNG use against accidental change, and costs a quarter of a SHA-256 of every pixel (which would
-take half as long as the JPEG encoding itself). Every byte depends only on the image and params,
-never on the shard count.
+them, the DZI descriptor (or, for the zip container, ``dzi/image.zip`` from the parts) and a
+viewer page beside it (``dzi/viewer.html``, OpenSeadragon: see
+:mod:`tessera.kernels.imaging.viewer`; for the zip it opens ``image.zip/image/image.dzi``, which
+``tessera view`` serves from the archive). The result lists every level with its shape, tile
+grid and a checksum: the SHA-256 of its tiles' CRC-32s (4 bytes big-endian each, tiles
+row-major); the pyramid's ``checksum`` is ``sha256:`` and the SHA-256 of every level's CRC-32s,
+level 0 first (``checksum_method`` says so in words). CRC-32 per tile is what zip and PNG use
+against accidental change, and costs a quarter of a SHA-256 of every pixel (which would take
+half as long as the JPEG encoding itself). Every byte depends only on the image and params,
+never on the shard count. The result also names its ``outputs`` (paths in the store) and the
+``next`` steps for a person (``{store}`` stands for the store's location), which ``tessera
+run`` prints.
 
 JPEG/WebP/PNG encoding and CRC-32 run in a thread pool of ``numba.get_num_threads()`` threads
 (the encoders and zlib release the GIL), so a shard uses the cores the executor gives
@@ -62,6 +67,7 @@ from tessera.kernels.imaging.tiles import (
     is_power_of_two,
     super_tile_for,
 )
+from tessera.kernels.validate import shown
 
 DIGESTS = "tile_crc32"
 HANDOFF = "pyramid_handoff"  # the last shard level by shard, when no OME-Zarr image is written
@@ -69,7 +75,13 @@ GROUP = "image"
 PARTS = "dzi/_parts"
 DESCRIPTOR = f"dzi/{dzi.NAME}.dzi"
 ZIP = f"dzi/{dzi.NAME}.zip"
-VIEWER = f"dzi/{viewer.PAGE}"  # an OpenSeadragon page beside the descriptor (directory only)
+VIEWER = f"dzi/{viewer.PAGE}"  # an OpenSeadragon page beside the descriptor or the zip
+# what the zip container's page opens: the descriptor inside the archive (served by `tessera view`)
+ZIPPED_DESCRIPTOR = f"{dzi.NAME}.zip/{dzi.NAME}/{dzi.NAME}.dzi"
+CHECKSUM_METHOD = (
+    "sha256 of the CRC-32s of the tiles' pixels (y, x, c), 4 bytes big-endian each, level 0 "
+    "first, tiles row-major"
+)
 
 
 def geometry(params: Params, n_shards: int) -> Geometry:
@@ -191,6 +203,29 @@ def _to_cyx(pixels: np.ndarray) -> np.ndarray:
     return pixels.transpose(2, 0, 1)
 
 
+def _outputs(params: Params) -> dict[str, str]:
+    """What the pyramid wrote, for a person: a label and its path in the store."""
+    out: dict[str, str] = {}
+    if params.ome_zarr:
+        out["OME-Zarr image (NGFF 0.5)"] = GROUP
+    d = params.dzi
+    if d is not None:
+        if d.container == "directory":
+            out["Deep Zoom descriptor"] = DESCRIPTOR
+            out["Deep Zoom tiles"] = f"dzi/{dzi.NAME}_files/"
+        else:
+            out["Deep Zoom zip"] = ZIP
+        out["viewer page"] = VIEWER
+    return out
+
+
+def _next_steps(params: Params) -> list[str]:
+    """What a person can do with the output (``{store}``: the store's location)."""
+    if params.dzi is not None:
+        return [f"tessera view {{store}}    # serves {VIEWER} on localhost and prints its address"]
+    return [f"open {{store}}/{GROUP} in an OME-Zarr (NGFF 0.5) viewer, e.g. napari"]
+
+
 class PyramidKernel:
     """``imaging.pyramid``: see the module docstring and
     :mod:`tessera.kernels.imaging.pyramid_params`."""
@@ -245,7 +280,7 @@ class PyramidKernel:
         ):
             raise ParamError(
                 "shard_size",
-                f"{shard_size!r} is not tile_size ({t}) times a power of two; use e.g. "
+                f"{shown(shard_size)} is not tile_size ({t}) times a power of two; use e.g. "
                 f"{max(DEFAULT_SUPER_TILE, t)} (pixels on a side of the level-0 region a shard "
                 f"owns)",
             )
@@ -422,10 +457,10 @@ class PyramidKernel:
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
     ) -> dict[str, Any]:
-        """Compute the levels below the shard levels, write them and the DZI descriptor with
-        its viewer page (or the zip), and return the pyramid's description: the image, then
-        for every level its shape, tile grid, DZI level, whether it is in the OME-Zarr image,
-        and its checksum."""
+        """Compute the levels below the shard levels, write them and the DZI descriptor (or
+        the zip) with its viewer page, and return the pyramid's description: the image, its
+        checksum, then for every level its shape, tile grid, DZI level, whether it is in the
+        OME-Zarr image, and its checksum; then the outputs and the next steps for a person."""
         if io is None:
             raise ValueError("imaging.pyramid's final step writes files and needs the engine's io")
         table = np.asarray(arrays[DIGESTS][...])
@@ -457,31 +492,34 @@ class PyramidKernel:
         if d is None:
             return
         xml = dzi.descriptor(geo.width, geo.height, geo.tile, d.overlap, d.format).encode()
+        folder, name = DESCRIPTOR.rsplit("/", 1)
         if d.container == "directory":
             io.write_file(DESCRIPTOR, xml)
-            folder, name = DESCRIPTOR.rsplit("/", 1)
-            for path, data in viewer.page_files(name):  # the page and OpenSeadragon, if local
-                io.write_file(f"{folder}/{path}", data)
-            return
-        members = dict(encoded)
-        for shard in range(geo.n_shards):
-            members.update(dzi.unpack(io.read_file(f"{PARTS}/{shard}.bin")))
-        ordered = sorted(members, key=dzi.sort_key)
-        entries = [(f"{dzi.NAME}/{dzi.NAME}.dzi", xml)]
-        entries += [(dzi.zip_member(name), members[name]) for name in ordered]
-        io.write_file(ZIP, dzi.build_zip(entries))
+        else:
+            members = dict(encoded)
+            for shard in range(geo.n_shards):
+                members.update(dzi.unpack(io.read_file(f"{PARTS}/{shard}.bin")))
+            ordered = sorted(members, key=dzi.sort_key)
+            entries = [(f"{dzi.NAME}/{dzi.NAME}.dzi", xml)]
+            entries += [(dzi.zip_member(tile), members[tile]) for tile in ordered]
+            io.write_file(ZIP, dzi.build_zip(entries))
+            name = ZIPPED_DESCRIPTOR
+        for path, data in viewer.page_files(name):  # the page and OpenSeadragon, if local
+            io.write_file(f"{folder}/{path}", data)
 
     @staticmethod
     def _describe(
         params: Params, geo: Geometry, digests: Mapping[tuple[int, int, int], bytes]
     ) -> dict[str, Any]:
         levels = []
+        whole = hashlib.sha256()
         for level in range(geo.n_levels):
             rows, cols = geo.tiles(level)
             h = hashlib.sha256()
             for r in range(rows):
                 for c in range(cols):
                     h.update(digests[level, r, c])
+                    whole.update(digests[level, r, c])
             levels.append(
                 {
                     "level": level,
@@ -501,8 +539,8 @@ class PyramidKernel:
                 "dtype": params.dtype,
             },
             "tile_size": geo.tile,
-            "checksum": "sha256 of the tiles' CRC-32s (4 bytes big-endian each; tile pixels "
-            "in y, x, c order), tiles row-major",
+            "checksum": f"sha256:{whole.hexdigest()}",
+            "checksum_method": CHECKSUM_METHOD,
             "levels": levels,
             "ome_zarr": (
                 {"path": GROUP, "ngff": "0.5", "levels": geo.n_ome, "axes": list(ome.AXES)}
@@ -512,13 +550,15 @@ class PyramidKernel:
             "dzi": (
                 {
                     "path": DESCRIPTOR if d.container == "directory" else ZIP,
-                    "viewer": VIEWER if d.container == "directory" else None,
+                    "viewer": VIEWER,
                     "levels": geo.n_dzi,
                     "tiles": sum(r * c for r, c in map(geo.tiles, range(geo.n_levels))),
                 }
                 if d is not None
                 else None
             ),
+            "outputs": _outputs(params),
+            "next": _next_steps(params),
         }
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:

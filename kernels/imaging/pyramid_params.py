@@ -14,7 +14,7 @@ from typing import Any
 
 from tessera.kernels.base import ParamError
 from tessera.kernels.imaging.tiles import MAX_TILE, MIN_TILE, is_power_of_two
-from tessera.kernels.validate import boolean, bounded_integer, check_keys, not_one_of
+from tessera.kernels.validate import boolean, bounded_integer, check_keys, not_one_of, shown
 
 KEYS = (
     "source",
@@ -37,8 +37,9 @@ SOURCE_FORMATS = ("tiff", "png", "jpeg", "zarr")
 
 @dataclass(frozen=True)
 class DziParams:
-    """Deep Zoom output: tile ``format`` (jpeg, png, webp), ``quality`` 1-100 (JPEG, WebP),
-    ``overlap`` 0 or 1 pixel, ``container`` directory or zip."""
+    """Deep Zoom output: tile ``format`` (jpeg, png, webp; ``jpg`` and upper case are accepted
+    as ``imaging.transcode`` accepts them and recorded as ``jpeg``), ``quality`` 1-100 (JPEG,
+    WebP), ``overlap`` 0 or 1 pixel, ``container`` directory or zip."""
 
     format: str = "jpeg"
     quality: int = 85
@@ -88,10 +89,16 @@ def _dzi(raw: Any) -> DziParams | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
-        raise ParamError("dzi", f'expected a table like {{ format = "jpeg" }}, got {raw!r}')
+        raise ParamError("dzi", f'expected a table like {{ format = "jpeg" }}, got {shown(raw)}')
     check_keys(raw, DZI_KEYS, "dzi.")
+    fmt = raw.get("format", "jpeg")
+    if isinstance(fmt, str):  # as imaging.transcode reads its format: "JPG" is "jpeg"
+        from tessera.kernels.imaging.codec import FORMAT_ALIASES  # Pillow: only when needed
+
+        known = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+        fmt = known if known in FORMATS else fmt  # a refusal shows what the job file says
     return DziParams(
-        format=_choice(raw, "format", "jpeg", FORMATS, "dzi.format"),
+        format=_choice({"format": fmt}, "format", "jpeg", FORMATS, "dzi.format"),
         quality=bounded_integer(raw, "quality", 1, 100, 85, "dzi.quality"),
         overlap=bounded_integer(raw, "overlap", 0, 1, 0, "dzi.overlap"),
         container=_choice(raw, "container", "directory", CONTAINERS, "dzi.container"),
@@ -103,7 +110,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
     check_keys(raw, KEYS)
     source = raw.get("source")
     if not isinstance(source, str) or not source.strip():
-        raise ParamError("source", f"is required: a path or URL of the image, got {source!r}")
+        raise ParamError("source", f"is required: a path or URL of the image, got {shown(source)}")
     tile = bounded_integer(raw, "tile_size", MIN_TILE, MAX_TILE, 256)
     if not is_power_of_two(tile):
         raise ParamError(

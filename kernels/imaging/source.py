@@ -1,6 +1,7 @@
 """Reading the pyramid's source image, region by region, through the engine's ``InputIO``.
 
-Formats, told apart by their first bytes (a URL that is not a file is tried as a Zarr array):
+Formats, told apart by their first bytes (a URL that is not a file is tried as a Zarr array; a
+folder that is not one is refused, saying what was expected and naming the images in it):
 
 * TIFF and BigTIFF, tiled or in strips, any compression tifffile and imagecodecs decode: only the
   tiles or strips that meet the region are read (in as few reads as possible) and decoded (in
@@ -20,6 +21,7 @@ what the image is and how to convert it.
 
 from __future__ import annotations
 
+import json
 import struct
 import threading
 from collections.abc import Callable
@@ -97,6 +99,9 @@ def open_source(url: str, io: InputIO, threads: int = 1) -> Source:
         try:
             return ZarrSource(url, io)
         except FileNotFoundError:
+            inside = _folder_listing(url, io)
+            if isinstance(exc, IsADirectoryError) or inside:
+                raise SourceError(_not_an_image_folder(url, inside or [])) from None
             raise SourceError(f"{url}: not found ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise SourceError(f"{url}: cannot open: {exc}") from None
@@ -115,6 +120,40 @@ def open_source(url: str, io: InputIO, threads: int = 1) -> Source:
     fh.close()
     kind = "an empty file" if not head else f"first bytes {head[:8]!r}"
     raise SourceError(f"{url}: not a TIFF, PNG or JPEG image nor a Zarr array ({kind})")
+
+
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+def _folder_listing(url: str, io: InputIO) -> list[str] | None:
+    """What is directly inside ``url`` when it is a folder (or an S3 prefix) with something in
+    it; ``None`` when nothing is listed there (or it cannot be listed)."""
+    try:
+        found = io.list_inputs(f"{url.rstrip('/')}/*")
+    except Exception:  # a URL with glob characters, or no listing: say "not found" instead
+        return None
+    return found or None
+
+
+def _not_an_image_folder(url: str, inside: list[str]) -> str:
+    """The message for a source that is a folder but not a Zarr array: what was expected, and
+    the images in it, if any (the pyramid of one of them may be what was meant)."""
+    # the files as the job file would name them: the folder as given, then the file's name
+    images = [f"{url.rstrip('/')}/{u.rsplit('/', 1)[-1]}" for u in inside]
+    images = [u for u in images if u.lower().endswith(_IMAGE_SUFFIXES)]
+    message = (
+        f"{url} is a folder, not an image file nor a Zarr array (Zarr finds no array or group "
+        f"metadata in it); expected the path or URL of one TIFF, PNG or JPEG file, or of a Zarr "
+        f"array's folder"
+    )
+    if len(images) == 1:
+        message += f". It holds one image: source = {json.dumps(images[0])} makes its pyramid"
+    elif images:
+        message += (
+            f". It holds {len(images)} images: give one, e.g. source = {json.dumps(images[0])} "
+            f"(imaging.transcode converts many files)"
+        )
+    return message
 
 
 def probe(url: str, io: InputIO) -> ImageInfo:

@@ -1,17 +1,25 @@
 """The ``imaging.transcode`` kernel: convert many image files (format, size, colour mode).
 
 ``prepare`` resolves ``inputs`` (a glob, or a manifest file with one URL a line) into the sorted
-file list and reads every file's header (size and mode, no pixels) for the plan-time memory
-check; both are stored in the params, so the shard layout is fixed and hashed with the job. A
-shard is a slice of the file list. For each file it reads the bytes through the engine, decodes
+file list (a glob's matches that are folders are left out) and reads every file's header (size
+and mode, no pixels) for the plan-time memory check. The file list is part of the params, so the
+shard layout is fixed and hashed with the job; the headers are plan data, read again whenever
+the job is planned and not hashed, so a file fixed in place is the same job. A shard is a slice
+of the file list. For each file it reads the bytes through the engine, decodes
 with Pillow, resizes with the Numba kernels of :mod:`tessera.kernels.imaging.resize`, converts the
 mode (:mod:`tessera.kernels.imaging.codec`), encodes with Pillow and writes the file to ``output``,
 keeping its name (its path below the inputs' common folder) and changing the extension.
 
 A file that cannot be read or decoded fails alone: it is reported in ``ShardOutput.item_errors`` and
-the shard's other files are still written. Output: two arrays of one row per file, cut by
+the shard's other files are still written. Output: three arrays of one row per file, cut by
 ``split_rows`` (``bytes``: the output size, -1 for a failed file; ``sha256``: the output's
-digest), from which ``reduce`` builds a result that does not depend on the shard count.
+digest; ``input_sha256``: the digest of the input it was made from), from which ``reduce`` builds
+a result that does not depend on the shard count.
+
+Fix and rerun: the engine reruns a shard that committed with item errors when the job is run
+again (``Store.reopen_item_errors``). ``compute`` then keeps every file whose row says it was
+written, whose input still has the recorded digest and whose output file still has the recorded
+digest, and transcodes only the others: the files that failed, and any whose input changed.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from tessera.kernels.imaging.transcode_params import Params, output_names, parse
 
 ARRAY_BYTES = "bytes"
 ARRAY_SHA = "sha256"
+ARRAY_INPUT_SHA = "input_sha256"
 DEFAULT_SHARD_FILES = 64  # files per shard when the job names neither shards nor shard_size
 HEADER_THREADS = 16  # concurrent header reads in prepare (S3 latency, not CPU, is the limit)
 FAILED = -1
@@ -82,11 +91,25 @@ def _read_manifest(url: str, io: InputIO) -> list[str]:
     return entries
 
 
+def _without_folders(urls: list[str]) -> list[str]:
+    """``urls`` less every entry that is the folder of another (``frames/a`` beside
+    ``frames/a/x.png``: a ``**`` glob matches folders too). Pure: no listing, no stat."""
+    folders: set[str] = set()
+    for url in urls:
+        parts = url.rstrip("/").split("/")
+        folders.update("/".join(parts[:n]) for n in range(1, len(parts)))
+    return [url for url in urls if url.rstrip("/") not in folders]
+
+
 def resolve_inputs(pattern: str, io: InputIO) -> tuple[str, ...]:
-    """The sorted, de-duplicated input URLs of ``inputs``: glob matches, or the manifest's lines
-    (blank lines and ``#`` comments skipped; relative entries resolved against the manifest's
-    folder). Raises ``ParamError`` naming ``inputs`` when nothing matches."""
-    files = io.list_inputs(pattern) if _is_glob(pattern) else _read_manifest(pattern, io)
+    """The sorted, de-duplicated input URLs of ``inputs``: glob matches that are not the folder
+    of another match, or the manifest's lines (blank lines and ``#`` comments skipped; relative
+    entries resolved against the manifest's folder). Raises ``ParamError`` naming ``inputs``
+    when nothing matches. (``prepare`` also leaves out a matched folder with nothing in it.)"""
+    if _is_glob(pattern):
+        files = _without_folders(io.list_inputs(pattern))
+    else:
+        files = _read_manifest(pattern, io)
     files = sorted(set(files))
     if not files:
         what = "glob" if _is_glob(pattern) else "manifest"
@@ -94,12 +117,25 @@ def resolve_inputs(pattern: str, io: InputIO) -> tuple[str, ...]:
     return tuple(files)
 
 
-def _header(url: str, io: InputIO) -> tuple[int, int, str]:
+UNREADABLE = (0, 0, "")  # the header of a file that could not be read: it fails alone later
+
+
+def _header(url: str, io: InputIO) -> tuple[int, int, str] | None:
+    """``(width, height, mode)`` of ``url``; ``None`` when ``url`` is a folder."""
     try:
         with io.open_input(url) as fh:
             return codec.read_header(fh)
+    except IsADirectoryError:
+        return None
     except Exception:  # unreadable now: it fails alone at compute time, not the whole job
-        return 0, 0, ""
+        return UNREADABLE
+
+
+def _headers(files: tuple[str, ...], io: InputIO) -> list[tuple[int, int, str] | None]:
+    if len(files) == 1:
+        return [_header(files[0], io)]
+    with ThreadPoolExecutor(min(HEADER_THREADS, len(files))) as pool:
+        return list(pool.map(lambda url: _header(url, io), files))
 
 
 def _check_pixel_types(params: Params) -> None:
@@ -153,26 +189,34 @@ class TranscodeKernel:
             pass
 
     def prepare(self, params: Params, io: InputIO) -> Params:
-        """Resolve ``inputs`` to the sorted file list and read each file's header (width,
-        height, mode), unless the params already carry them (a stored job). Raises
+        """Resolve ``inputs`` to the sorted file list, unless the params carry it (a stored
+        job), and read each file's header (width, height, mode) unless the params carry them.
+        A glob's match that turns out to be a folder (opening it says so) is left out. Raises
         ``ParamError`` naming ``inputs`` for an empty list, two inputs that would write the
         same output file or an input of an unsupported pixel type (e.g. 32-bit float), and
         naming ``output`` when an output would overwrite its input."""
-        files = params.files if params.files is not None else resolve_inputs(params.inputs, io)
-        params = dataclasses.replace(params, files=files)
+        files = params.files
+        headers = params.headers
+        if files is None:
+            files = resolve_inputs(params.inputs, io)
+            read = _headers(files, io)
+            if _is_glob(params.inputs):
+                kept = [(url, h) for url, h in zip(files, read) if h is not None]
+                if not kept:
+                    raise ParamError("inputs", f"glob {params.inputs!r} matched only folders")
+                files = tuple(url for url, _ in kept)
+                read = [h for _, h in kept]
+            headers = tuple(h or UNREADABLE for h in read)
+        elif headers is None:
+            headers = tuple(h or UNREADABLE for h in _headers(files, io))
+        params = dataclasses.replace(params, files=files, headers=headers)
         output_names(params)  # raises on collisions
-        if params.headers is None:
-            if len(files) == 1:
-                headers = [_header(files[0], io)]
-            else:
-                with ThreadPoolExecutor(min(HEADER_THREADS, len(files))) as pool:
-                    headers = list(pool.map(lambda url: _header(url, io), files))
-            params = dataclasses.replace(params, headers=tuple(headers))
         _check_pixel_types(params)
         return params
 
     def params_to_dict(self, params: Params) -> dict[str, Any]:
-        """Canonical params: every key, defaults filled in, the resolved files and headers."""
+        """Canonical params: every key, defaults filled in, the resolved files (not the
+        headers: plan data, see :func:`~tessera.kernels.imaging.transcode_params.to_dict`)."""
         return to_dict(params)
 
     def shards_for_size(self, params: Params, shard_size: int) -> int:
@@ -187,16 +231,17 @@ class TranscodeKernel:
         return -(-len(params.file_list) // DEFAULT_SHARD_FILES)
 
     def layout(self, params: Params, n_shards: int) -> Layout:
-        """Arrays ``bytes`` (n_files,) int64 and ``sha256`` (n_files, 32) uint8, one row per
-        file, cut by ``split_rows`` (never more shards than files)."""
+        """Arrays ``bytes`` (n_files,) int64, ``sha256`` and ``input_sha256`` (n_files, 32)
+        uint8, one row per file, cut by ``split_rows`` (never more shards than files)."""
         n = len(params.file_list)
         chunk, bounds = split_rows(n, n_shards)
         return Layout(
             arrays=(
                 ArraySpec(ARRAY_BYTES, (n,), "int64", (chunk,), fill_value=FAILED),
                 ArraySpec(ARRAY_SHA, (n, 32), "uint8", (chunk, 32)),
+                ArraySpec(ARRAY_INPUT_SHA, (n, 32), "uint8", (chunk, 32)),
             ),
-            bounds=(bounds, bounds),
+            bounds=(bounds, bounds, bounds),
             shard_work=tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])),
             work_unit=self.work_unit,
         )
@@ -204,11 +249,14 @@ class TranscodeKernel:
     def compute(
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
     ) -> ShardOutput:
-        """Transcode the shard's files: rows of ``bytes`` and ``sha256``, and stats ``files``,
-        ``written``, ``failed``, ``bytes_in``, ``bytes_out``, ``pixels_in`` and ``errors``
-        (``{"input": url, "reason": text}`` per failed file). Raises ``ValueError`` without
-        ``io`` or for a shard out of range; lets output write errors through (the shard then
-        fails and reruns)."""
+        """Transcode the shard's files: rows of ``bytes``, ``sha256`` and ``input_sha256``,
+        stats ``files``, ``written``, ``kept``, ``failed``, ``bytes_in``, ``bytes_out`` and
+        ``pixels_in`` (of the files transcoded by this call), and one ``ItemError`` per failed
+        file. A file that an earlier attempt wrote (its rows in the store say so, its input and
+        its output file still have the recorded digests) is kept, not transcoded again: a
+        shard rerun after fixing some of its files redoes only those. Raises ``ValueError``
+        without ``io`` or for a shard out of range; lets output write errors through (the
+        shard then fails and reruns)."""
         if io is None:
             raise ValueError("imaging.transcode needs the engine's io to read and write files")
         if not 0 <= shard < layout.n_shards:
@@ -218,8 +266,11 @@ class TranscodeKernel:
         names = output_names(params)
         sizes = np.full(stop - start, FAILED, dtype=np.int64)
         digests = np.zeros((stop - start, 32), dtype=np.uint8)
+        sources = np.zeros((stop - start, 32), dtype=np.uint8)
+        previous = _previous_rows(io, start, stop)
         errors: list[ItemError] = []
-        stats = {"files": stop - start, "written": 0, "failed": 0, "bytes_in": 0, "bytes_out": 0}
+        stats = {"files": stop - start, "written": 0, "kept": 0, "failed": 0}
+        stats.update(bytes_in=0, bytes_out=0)
         pixels_in = 0
         for row, i in enumerate(range(start, stop)):
             url = files[i]
@@ -229,21 +280,28 @@ class TranscodeKernel:
             except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
                 errors.append(ItemError(url, f"cannot read: {exc}"))
                 continue
+            source = np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8)
+            target = f"{params.output}/{names[i]}"
+            if previous is not None and _still_written(previous, row, source, target, io):
+                sizes[row], digests[row], sources[row] = previous[0][row], previous[1][row], source
+                stats["kept"] += 1
+                continue
             try:
                 out, n_pixels = transcode_bytes(data, params)
             except Exception as exc:  # this file fails alone
                 errors.append(ItemError(url, f"{type(exc).__name__}: {exc}"))
                 continue
-            io.write_file(f"{params.output}/{names[i]}", out)
+            io.write_file(target, out)
             sizes[row] = len(out)
             digests[row] = np.frombuffer(hashlib.sha256(out).digest(), dtype=np.uint8)
+            sources[row] = source
             stats["bytes_in"] += len(data)
             stats["bytes_out"] += len(out)
             pixels_in += n_pixels
         stats["written"] = int(np.count_nonzero(sizes != FAILED))
         stats["failed"] = len(errors)
         return ShardOutput(
-            arrays={ARRAY_BYTES: sizes, ARRAY_SHA: digests},
+            arrays={ARRAY_BYTES: sizes, ARRAY_SHA: digests, ARRAY_INPUT_SHA: sources},
             stats={**stats, "pixels_in": pixels_in},
             item_errors=tuple(errors),
         )
@@ -285,6 +343,35 @@ class TranscodeKernel:
                 out_w, out_h = output_size(width, height, params.max_edge, params.scale)
                 peak = max(peak, codec.projected_bytes(width, height, mode, out_w, out_h))
         return peak
+
+
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # bytes, sha256, input_sha256 of a shard
+
+
+def _previous_rows(io: ShardIO, start: int, stop: int) -> Rows | None:
+    """The shard's rows as the store holds them (an earlier attempt's, or those of a shard
+    reopened to retry its failed files), or ``None`` when no file in them was written (a fresh
+    store: every row is the fill value). One read per array."""
+    sizes = np.asarray(io.arrays[ARRAY_BYTES][start:stop], dtype=np.int64)
+    if not np.any(sizes != FAILED):
+        return None
+    digests = np.asarray(io.arrays[ARRAY_SHA][start:stop], dtype=np.uint8)
+    sources = np.asarray(io.arrays[ARRAY_INPUT_SHA][start:stop], dtype=np.uint8)
+    return sizes, digests, sources
+
+
+def _still_written(previous: Rows, row: int, source: np.ndarray, target: str, io: ShardIO) -> bool:
+    """Whether row ``row`` of ``previous`` records an output that is still good: written, from
+    an input with digest ``source`` (the input now), and the output file ``target`` still
+    holds the recorded bytes (the user may have deleted or edited it)."""
+    sizes, digests, sources = previous
+    if sizes[row] == FAILED or not np.array_equal(sources[row], source):
+        return False
+    try:
+        existing = io.read_file(target)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return False
+    return len(existing) == sizes[row] and hashlib.sha256(existing).digest() == bytes(digests[row])
 
 
 def transcode_bytes(data: bytes, params: Params) -> tuple[bytes, int]:

@@ -2,9 +2,11 @@
 output names.
 
 Every error is a ``ParamError`` naming the key, the value and what was expected. ``files`` and
-``headers`` are filled in by the kernel's ``prepare`` (the resolved inputs and their sizes);
-a job file does not set them, but a stored job carries them so that workers need not list or
-read the inputs again.
+``headers`` are filled in by the kernel's ``prepare`` (the resolved inputs and their sizes); a
+job file does not set them. ``files`` is part of the canonical params (so of the spec hash and of
+the stored job: workers never list the inputs again). ``headers`` is not: it is plan data, read
+from the files each time the job is planned, for the plan-time memory check, so fixing a file in
+place does not make the job another one (README, "Batch transcoding").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from tessera.kernels.base import ParamError
 from tessera.kernels.imaging import codec
 from tessera.kernels.imaging.resize import MAX_EDGE, METHODS
-from tessera.kernels.validate import choice, expected, integer_in, is_number, suggest
+from tessera.kernels.validate import choice, expected, integer_in, is_number, shown, suggest
 
 KEYS: tuple[str, ...] = (
     "inputs",
@@ -46,7 +48,8 @@ class Params:
     ``scale`` (factor on both sides, up or down), not both. ``mode``: the output's colour mode
     (``None``: the source's, or the nearest the format can store). ``resample``: ``lanczos`` or
     ``area``. ``files``/``headers``: the resolved inputs and their (width, height, Pillow mode),
-    set by ``prepare`` (``(0, 0, "")`` for a header that could not be read).
+    set by ``prepare`` (``(0, 0, "")`` for a header that could not be read); ``headers`` is plan
+    data, left out of the canonical params (``to_dict``).
     """
 
     inputs: str
@@ -78,7 +81,7 @@ class Params:
 def _location(raw: Mapping[str, Any], key: str) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise ParamError(key, f"expected a path or URL (string), got {value!r}")
+        raise ParamError(key, f"expected a path or URL (string), got {shown(value)}")
     value = value.strip()
     if "://" not in value:
         value = os.path.abspath(os.path.expanduser(value))
@@ -90,7 +93,7 @@ def _files(raw: Mapping[str, Any]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)) or not value:
-        raise ParamError("files", f"expected a non-empty list of URLs, got {value!r}")
+        raise ParamError("files", f"expected a non-empty list of URLs, got {shown(value)}")
     if not all(isinstance(v, str) and v for v in value):
         raise ParamError("files", "expected a list of URLs (strings)")
     return tuple(value)
@@ -119,7 +122,7 @@ def _headers(raw: Mapping[str, Any], files: tuple[str, ...] | None) -> Any:
                 and isinstance(m, str)
             )
         if not ok:
-            raise ParamError("headers", f"expected [width, height, mode], got {item!r}")
+            raise ParamError("headers", f"expected [width, height, mode], got {shown(item)}")
         out.append((int(w), int(h), str(m)))
     return tuple(out)
 
@@ -186,7 +189,9 @@ def parse(raw: Mapping[str, Any]) -> Params:
 
 def to_dict(params: Params) -> dict[str, Any]:
     """Canonical params: every key with its default filled in; ``max_edge``, ``scale`` and
-    ``mode`` only when set; ``files`` and ``headers`` once resolved."""
+    ``mode`` only when set; ``files`` once resolved. ``headers`` are left out: they are read
+    from the files whenever the job is planned and determine no output byte, so a file fixed in
+    place keeps the spec hash (and ``result.json`` does not carry one header per file)."""
     out: dict[str, Any] = {
         "inputs": params.inputs,
         "output": params.output,
@@ -199,8 +204,6 @@ def to_dict(params: Params) -> dict[str, Any]:
             out[key] = getattr(params, key)
     if params.files is not None:
         out["files"] = list(params.files)
-    if params.headers is not None:
-        out["headers"] = [list(h) for h in params.headers]
     return out
 
 

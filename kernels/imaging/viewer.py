@@ -6,7 +6,9 @@ unpacks the npm package into ``.cache/openseadragon/`` of the source tree; no th
 code is committed), that copy (``openseadragon.min.js``, its button images and licence) under
 ``openseadragon/``, so the page works offline; otherwise the page loads OpenSeadragon from the
 jsDelivr CDN. ``imaging.pyramid``'s final step writes them through the engine's I/O; ``tessera
-view`` writes them beside a ``.dzi`` that has no page.
+view`` writes them beside a ``.dzi`` (or a DZI zip) that has no page. The descriptor may be a URL
+relative to the page: ``image.zip/image/image.dzi`` opens a zip's descriptor, which ``tessera
+view`` serves from inside the archive.
 
 Pure apart from reading the local OpenSeadragon copy; imports nothing from the engine.
 """
