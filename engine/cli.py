@@ -45,18 +45,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: committed shards are kept; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if not _unreachable_store(exc):
+        if not _botocore_error(exc):
             raise
-        kept = "; committed shards are kept, run again to resume" if args.command == "run" else ""
-        print(f"error: S3 could not be reached: {type(exc).__name__}: {exc}{kept}", file=sys.stderr)
+        print(f"error: {_aws_trouble(exc, args.command)}", file=sys.stderr)
         return EXIT_FAILED
 
 
-def _unreachable_store(exc: BaseException) -> bool:
-    """True for botocore's errors (an S3 endpoint that is down, after s3fs's retries): they are
-    not OSErrors. botocore is looked up, not imported: it is loaded only if S3 was used."""
+def _botocore_error(exc: BaseException) -> bool:
+    """True for botocore's errors (an endpoint that is down after retries, no region): they
+    are not OSErrors. botocore is looked up, not imported: it is loaded only if AWS was used."""
     module = sys.modules.get("botocore.exceptions")
     return module is not None and isinstance(exc, module.BotoCoreError)
+
+
+def _aws_trouble(exc: BaseException, command: str) -> str:
+    """What went wrong with an AWS call, naming what could not be reached, with advice that
+    fits the command."""
+    name = type(exc).__name__
+    if name == "NoRegionError":
+        return "no AWS region is configured: pass --region or set AWS_REGION"
+    endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
+    what = f"the endpoint {endpoint}" if endpoint else "an AWS endpoint"
+    advice = {
+        "run": "committed shards are kept; run again to resume",
+        "validate": "nothing was run",
+    }.get(command, "check the endpoint (AWS_ENDPOINT_URL), the region and the network")
+    return f"{what} could not be reached ({name}: {exc}); {advice}"
 
 
 class _Parser(argparse.ArgumentParser):

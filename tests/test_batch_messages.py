@@ -60,3 +60,16 @@ def test_batch_local_ends_with_the_report_and_cost_table(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     for needle in ("european_call", "2 of 2 shards committed", "CPU-seconds", "best by"):
         assert needle in done.stdout, done.stdout
+
+
+def test_doctor_without_a_region_says_so(tmp_path: Path) -> None:
+    job = write_job(tmp_path / "job.toml", job_dict("store", shards=2, paths=16_384, steps=4))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"TESSERA_FAULTS": "", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "tessera", "batch", "doctor", str(job), "--queue", "q"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "error: no AWS region is configured: pass --region or set AWS_REGION" in done.stderr
+    assert "store" not in done.stderr and "Traceback" not in done.stderr

@@ -47,3 +47,13 @@ def test_validating_a_million_shards_does_not_loop_over_them_in_python(monkeypat
     job = spec.from_dict(job_dict("store", shards=1_000_000, paths=8_192_000_000, steps=1))
     assert job.n_shards == 1_000_000
     assert sorted(calls) == [0, 999_999]
+
+
+def test_every_missing_kernel_param_is_named_at_once() -> None:
+    data = job_dict("store")
+    for key in ("spot", "strike", "rate"):
+        del data["params"][key]
+    with pytest.raises(SpecError) as info:
+        spec.from_dict(data)
+    assert info.value.key == "params.spot"
+    assert "(also missing: params.strike, params.rate)" in str(info.value)

@@ -28,6 +28,7 @@ def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
         timeout=240,
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        preexec_fn=lambda: os.umask(0o022),
     )
 
 
@@ -106,6 +107,8 @@ def test_a_store_beside_the_inputs_is_fine(tmp_path: Path) -> None:
     done = _cli("run", "job.toml", "--executor", "local", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f0.webp", "f1.webp", "f2.webp"]
+    for out in (tmp_path / "out").iterdir():  # transcoded files follow the umask (022 here)
+        assert oct(out.stat().st_mode & 0o777) == oct(0o644), out
 
 
 @pytest.mark.s3

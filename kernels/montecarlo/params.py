@@ -110,9 +110,10 @@ def parse(raw: Mapping[str, Any]) -> Params:
                 str(key),
                 f"unknown parameter{suggest(str(key), KEYS)} (montecarlo.gbm takes {known})",
             )
-    for key in REQUIRED:
-        if key not in raw:
-            raise ParamError(key, "is required")
+    missing = [key for key in REQUIRED if key not in raw]
+    if missing:  # every missing key at once, not one per try
+        also = f" (also missing: {', '.join(f'params.{k}' for k in missing[1:])})"
+        raise ParamError(missing[0], "is required" + (also if len(missing) > 1 else ""))
 
     paths = integer_in(raw, "paths", 2, MAX_PATHS)
     steps = integer_in(raw, "steps", 1, MAX_STEPS)
