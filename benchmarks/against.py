@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run(tree: Path, script: str, args: list[str], results: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.pop("TESSERA_FAULTS", None)
-    command = [sys.executable, str(tree / "benchmarks" / script), *args]
+    # -P: the script's folder is not put first on sys.path (benchmarks/engine.py would shadow
+    # the package `engine` of older commits)
+    command = [sys.executable, "-P", str(tree / "benchmarks" / script), *args]
     if script == "suite.py":
         command += ["--results", str(results)]
     written = tree / "benchmarks" / "results" / "engine.json"

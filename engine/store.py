@@ -217,7 +217,8 @@ class Store:
         stored = self.meta.get("kernel")
         if not isinstance(stored, dict):
             return  # written before kernel identities were recorded
-        mine = registry.info(job.kernel_name).to_dict()  # what this process would import
+        # what this process would import (the driver resolved where the kernel comes from)
+        mine = registry.installed_here(job.kernel_info or registry.info(job.kernel_name)).to_dict()
         if (stored.get("distribution"), stored.get("version")) == (
             mine["distribution"],
             mine["version"],

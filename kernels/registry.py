@@ -133,6 +133,25 @@ def info(name: str) -> KernelInfo:
     )
 
 
+def installed_here(kernel_info: KernelInfo) -> KernelInfo:
+    """``kernel_info`` with the version this process would import: one metadata read of its
+    distribution (cheap), not the scan of every distribution that ``info`` needs for an import
+    path. For workers, which check that they run the version the store was written by."""
+    if kernel_info.origin == "built-in":
+        return KernelInfo(*_fields(kernel_info)[:4], _tessera_version())
+    if kernel_info.distribution is None:
+        return kernel_info
+    try:
+        version: str | None = importlib.metadata.version(kernel_info.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return KernelInfo(*_fields(kernel_info)[:4], version)
+
+
+def _fields(k: KernelInfo) -> tuple[str, str, str, str | None, str | None]:
+    return (k.name, k.target, k.origin, k.distribution, k.version)
+
+
 def load(kernel_info: KernelInfo) -> Kernel:
     """Import the kernel object of ``kernel_info``. Raises ``KernelNotFound`` when its module
     cannot be imported or lacks the attribute, and ``TypeError`` naming the missing methods
