@@ -19,10 +19,6 @@ from tessera.engine.errors import LentIOError
 T = TypeVar("T")
 
 
-def _is_local(url: str) -> bool:
-    return urls.is_local(url)
-
-
 INPUT_SCHEMES = ("file", "s3")
 
 
@@ -34,7 +30,7 @@ def _check_scheme(url: str) -> None:
     """Refuse (``UnsupportedURL``, an ``OSError``) a URL of another scheme before fsspec tries it
     (ftp:// or http:// would reach out to the network at validate time; unknown ones raise
     ValueError or ImportError)."""
-    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    scheme = urls.scheme(url)
     if scheme not in INPUT_SCHEMES:
         raise UnsupportedURL(
             f"{url}: unsupported URL scheme {scheme}://; inputs are local paths, file:// or "
@@ -49,7 +45,7 @@ class Inputs:
         """A seekable binary file for ``url``; the caller closes it. ``UnsupportedURL`` for a
         URL of another scheme."""
         _check_scheme(url)
-        if _is_local(url):
+        if urls.is_local(url):
             return open(url.removeprefix("file://"), "rb")
         fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
         handle: BinaryIO = fs.open(path, "rb")
@@ -59,7 +55,7 @@ class Inputs:
         """URLs matching the glob ``pattern``, sorted, keeping the scheme. ``UnsupportedURL`` for a
         URL of another scheme."""
         _check_scheme(pattern)
-        if _is_local(pattern):
+        if urls.is_local(pattern):
             fs = fsspec.filesystem("file")
             return sorted(fs.glob(pattern.removeprefix("file://")))
         fs, path = fsspec.core.url_to_fs(pattern, **storage_options(pattern))
@@ -237,7 +233,7 @@ class _LazyArrays(Mapping[str, Any]):
 def write_bytes(url: str, data: bytes) -> None:
     """Write ``data`` to a path or URL atomically: temporary name and rename on local disk, one
     PUT on object stores. Parent folders are created."""
-    if _is_local(url):
+    if urls.is_local(url):
         path = url.removeprefix("file://")
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, exist_ok=True)

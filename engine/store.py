@@ -54,7 +54,7 @@ class Store:
         self.group = group
         self.fs = fs
         self.root = root.rstrip("/")
-        self._local = _is_local(url)
+        self._local = urls.is_local(url)
         self._arrays: dict[str, Any] = {}
 
     # -- opening ---------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class Store:
             }
         }
         check_empty(job.store, fs, root)
-        if _is_local(job.store):
+        if urls.is_local(job.store):
             try:
                 os.makedirs(root, exist_ok=True)
             except OSError as exc:
@@ -464,7 +464,7 @@ def check_empty(url: str, fs: fsspec.AbstractFileSystem, root: str) -> None:
     """Refuse to create a store where something already is: tessera creates a store only at a
     new or empty folder or prefix, because it must never delete or overwrite what it did not
     write. Raises ``StoreError`` naming the first entries and how many there are."""
-    if _is_local(url):
+    if urls.is_local(url):
         if os.path.lexists(root) and not os.path.isdir(root):
             raise StoreError(f"store {url} is a file, not a folder; choose another store")
         try:
@@ -494,19 +494,15 @@ def check_empty(url: str, fs: fsspec.AbstractFileSystem, root: str) -> None:
     )
 
 
-def _is_local(url: str) -> bool:
-    return urls.is_local(url)
-
-
 def _filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    if _is_local(url):
+    if urls.is_local(url):
         return fsspec.filesystem("file"), urls.local_path(url)
     fs, root = fsspec.core.url_to_fs(url, **storage_options(url))
     return fs, str(root)
 
 
 def _zarr_store(url: str, read_only: bool) -> zarr.storage.StoreLike:
-    if _is_local(url):
+    if urls.is_local(url):
         return zarr.storage.LocalStore(urls.local_path(url), read_only=read_only)
     return zarr.storage.FsspecStore.from_url(
         url, storage_options=storage_options(url), read_only=read_only
