@@ -21,7 +21,6 @@ from typing import Any, cast
 
 from tessera.engine import reach, urls
 from tessera.engine.errors import SpecError
-from tessera.engine.io import Inputs
 from tessera.kernels import registry
 from tessera.kernels.base import Kernel, Layout, Location, ParamError
 
@@ -32,6 +31,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "resources": ("vcpus", "memory_mib", "gpus"),
     "retry": ("attempts",),
     "tags": (),
+    "batch": ("share", "priority", "queue"),
 }
 MAX_SHARDS = 1_000_000
 STORE_SCHEMES = ("file", "s3")  # a plain path or file://, s3:// (engine/store.py opens these)
@@ -69,6 +69,7 @@ class Job:
     resources: Resources
     retry_attempts: int
     tags: dict[str, str] = field(default_factory=dict)
+    batch: BatchOptions = field(default_factory=lambda: BatchOptions())
     n_shards: int = 1  # resolved from shards / shard_size / the kernel's default
     kernel_info: registry.KernelInfo | None = None  # resolved once, where the job was loaded
     # The kernel's layout over n_shards, worked out once where the job was validated (or read
@@ -116,6 +117,7 @@ class Job:
             },
             "retry": {"attempts": self.retry_attempts},
             "tags": dict(sorted(self.tags.items())),
+            **({"batch": self.batch.to_dict()} if self.batch.to_dict() else {}),
         }
 
     def canonical_json(self) -> str:
@@ -185,21 +187,72 @@ def _read_text(path: str) -> str:
         raise SpecError("", f"{path}: cannot read job file: {exc}") from None
 
 
-def from_dict(
+@dataclass(frozen=True)
+class BatchOptions:
+    """The job file's ``[batch]`` table: how AWS Batch schedules this job's jobs on a shared
+    queue. ``share`` is the fair-share identifier (``shareIdentifier``), ``priority`` the
+    ``schedulingPriorityOverride`` (0-9999, higher first within a share), ``queue`` the queue used
+    when ``--queue`` and ``TESSERA_BATCH_QUEUE`` are not given. The other executors ignore it,
+    and it is not part of the spec hash."""
+
+    share: str | None = None
+    priority: int | None = None
+    queue: str | None = None
+
+    def submit_fields(self) -> dict[str, Any]:
+        """The ``SubmitJob`` request fields these options set."""
+        out: dict[str, Any] = {}
+        if self.share is not None:
+            out["shareIdentifier"] = self.share
+        if self.priority is not None:
+            out["schedulingPriorityOverride"] = self.priority
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that are set, as in the job file."""
+        items = (("share", self.share), ("priority", self.priority), ("queue", self.queue))
+        return {key: value for key, value in items if value is not None}
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a job file says, every key checked, before its kernel is imported: the job-level
+    keys, the kernel's name and where it lives, and the ``[params]`` table as given (parsed by
+    the kernel's light params parser where it has one: ``params``; else ``None``)."""
+
+    name: str
+    kernel_info: registry.KernelInfo
+    store: str
+    shards: int | None
+    shard_size: int | None
+    seed: int
+    timeout_s: float
+    budget_usd: float | None
+    resources: Resources
+    retry_attempts: int
+    tags: dict[str, str]
+    batch: BatchOptions
+    params_raw: Mapping[str, Any]
+    params: Any = None
+
+    @property
+    def params_checked(self) -> bool:
+        """Whether ``[params]`` was checked (a light parser exists for the kernel)."""
+        return self.params is not None
+
+
+def check(
     data: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
     source: str = "<job>",
     *,
-    layout: Layout | None = None,
-) -> Job:
-    """Validate a parsed job (the structure of DESIGN.md "The job file") into a ``Job``.
-
-    This is where a job is planned, once (``_plan``): the kernel's ``prepare`` resolves its
-    inputs (lists a glob, reads an image's header), then its ``layout`` cuts the job into
-    shards; the ``Job`` carries the layout. ``layout`` is for a job planned already (a stored
-    job, whose params hold what ``prepare`` resolved, and the layout stored with it): its params
-    are only parsed, and ``prepare``, ``layout`` and the checks made when it was planned (inputs
-    reachable, store location, memory) are not run again."""
+    params: bool = True,
+) -> Checked:
+    """Check a parsed job's keys without importing its kernel's compiled code (nor NumPy,
+    Numba, fsspec): the checks ``from_dict`` makes first, with the same ``SpecError``
+    messages. With ``params``, ``[params]`` is checked too by the kernel's light params parser
+    (``registry.params_parser``) when it has one. Nothing is read: inputs are resolved, and the
+    job planned, by ``from_dict``. For the S3 trigger's Lambda (``engine/trigger.py``)."""
     _check_keys("", data, tuple(_SECTIONS), source)
     job = dict(_section(data, "job"))
     for key, value in (overrides or {}).items():
@@ -215,6 +268,8 @@ def from_dict(
     _check_keys("resources", resources, _SECTIONS["resources"], source)
     retry = _section(data, "retry")
     _check_keys("retry", retry, _SECTIONS["retry"], source)
+    batch = _section(data, "batch")
+    _check_keys("batch", batch, _SECTIONS["batch"], source)
 
     missing = [f"job.{key}" for key in ("name", "kernel", "store") if key not in job]
     if missing:
@@ -226,8 +281,7 @@ def from_dict(
     kernel_name = _get(job, "job", "kernel", str, required=True)
     try:
         kernel_info = registry.info(kernel_name)
-        kernel = registry.load(kernel_info)
-    except (registry.KernelNotFound, TypeError) as exc:
+    except registry.KernelNotFound as exc:
         raise SpecError("job.kernel", str(exc).removeprefix(f"kernel {kernel_name!r}: ")) from None
     store = _get(job, "job", "store", str, required=True)
     if not store.strip():
@@ -245,47 +299,87 @@ def from_dict(
 
     if "shards" in job and "shard_size" in job:
         raise SpecError("job.shards", "give either job.shards or job.shard_size, not both")
-    shards = _get(job, "job", "shards", int, lo=1, hi=MAX_SHARDS)
-    shard_size = _get(job, "job", "shard_size", int, lo=1)
-    seed = _get(job, "job", "seed", int, lo=0, hi=MAX_SEED, default=0)
-    timeout_s = _get(job, "job", "timeout_s", float, lo=1.0, default=3600.0)
-    budget = _get(job, "job", "budget_usd", float, lo=0.0, lo_open=True)
-
     params_raw = _section(data, "params")
+    parsed = None
+    parser = registry.params_parser(kernel_info) if params else None
+    if parser is not None:
+        try:
+            parsed = parser(params_raw)
+        except ParamError as exc:
+            raise SpecError(f"params.{exc.key}", exc.message) from None
+    return Checked(
+        name=name,
+        kernel_info=kernel_info,
+        store=store,
+        shards=_get(job, "job", "shards", int, lo=1, hi=MAX_SHARDS),
+        shard_size=_get(job, "job", "shard_size", int, lo=1),
+        seed=_get(job, "job", "seed", int, lo=0, hi=MAX_SEED, default=0),
+        timeout_s=_get(job, "job", "timeout_s", float, lo=1.0, default=3600.0),
+        budget_usd=_get(job, "job", "budget_usd", float, lo=0.0, lo_open=True),
+        resources=Resources(
+            vcpus=_get(resources, "resources", "vcpus", float, lo=0.25, hi=256.0, default=1.0),
+            memory_mib=_get(
+                resources, "resources", "memory_mib", int, lo=128, hi=4_000_000, default=2048
+            ),
+            gpus=_get(resources, "resources", "gpus", int, lo=0, hi=16, default=0),
+        ),
+        retry_attempts=_get(retry, "retry", "attempts", int, lo=1, hi=10, default=3),
+        tags=_tags(_section(data, "tags")),
+        batch=_batch(batch),
+        params_raw=params_raw,
+        params=parsed,
+    )
+
+
+def from_dict(
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "<job>",
+    *,
+    layout: Layout | None = None,
+) -> Job:
+    """Validate a parsed job (the structure of DESIGN.md "The job file") into a ``Job``.
+
+    The job's keys are checked first (``check``), then its kernel is imported and parses
+    ``[params]``. This is where a job is planned, once (``_plan``): the kernel's ``prepare``
+    resolves its inputs (lists a glob, reads an image's header), then its ``layout`` cuts the
+    job into shards; the ``Job`` carries the layout. ``layout`` is for a job planned already (a
+    stored job, whose params hold what ``prepare`` resolved, and the layout stored with it): its
+    params are only parsed, and ``prepare``, ``layout`` and the checks made when it was planned
+    (inputs reachable, store location, memory) are not run again."""
+    head = check(data, overrides, source, params=False)
+    kernel_name = head.kernel_info.name
     try:
-        params = kernel.parse_params(params_raw)
+        kernel = registry.load(head.kernel_info)
+    except (registry.KernelNotFound, TypeError) as exc:
+        raise SpecError("job.kernel", str(exc).removeprefix(f"kernel {kernel_name!r}: ")) from None
+    try:
+        params = kernel.parse_params(head.params_raw)
     except ParamError as exc:
         raise SpecError(f"params.{exc.key}", exc.message) from None
     planned_here = layout is None
     if layout is None:
-        params, layout = _plan(kernel, kernel_name, params, store, shards, shard_size)
-
-    res = Resources(
-        vcpus=_get(resources, "resources", "vcpus", float, lo=0.25, hi=256.0, default=1.0),
-        memory_mib=_get(
-            resources, "resources", "memory_mib", int, lo=128, hi=4_000_000, default=2048
-        ),
-        gpus=_get(resources, "resources", "gpus", int, lo=0, hi=16, default=0),
-    )
+        params, layout = _plan(
+            kernel, kernel_name, params, head.store, head.shards, head.shard_size
+        )
     if planned_here:
-        check_memory(kernel, params, layout, res.memory_mib)
-    attempts = _get(retry, "retry", "attempts", int, lo=1, hi=10, default=3)
-    tags = _tags(_section(data, "tags"))
+        check_memory(kernel, params, layout, head.resources.memory_mib)
     return Job(
-        name=name,
+        name=head.name,
         kernel_name=kernel_name,
-        store=store,
-        shards=shards,
-        shard_size=shard_size,
-        seed=seed,
-        timeout_s=timeout_s,
-        budget_usd=budget,
+        store=head.store,
+        shards=head.shards,
+        shard_size=head.shard_size,
+        seed=head.seed,
+        timeout_s=head.timeout_s,
+        budget_usd=head.budget_usd,
         params=params,
-        resources=res,
-        retry_attempts=attempts,
-        tags=tags,
+        resources=head.resources,
+        retry_attempts=head.retry_attempts,
+        tags=head.tags,
+        batch=head.batch,
         n_shards=layout.n_shards,
-        kernel_info=kernel_info,
+        kernel_info=head.kernel_info,
         layout=layout,
     )
 
@@ -309,6 +403,8 @@ def _plan(
             f"the {remote[0].role} params.{remote[0].key}",
             "nothing was run; check the URL, the endpoint and the network",
         )
+    from tessera.engine.io import Inputs  # fsspec and NumPy: not needed to check a job's keys
+
     try:
         params = kernel.prepare(params, Inputs())
     except ParamError as exc:
@@ -452,6 +548,26 @@ def _get(
 
 def _describe(kind: type) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+
+
+# Batch's shareIdentifier: letters, digits and underscores, at most 255 (a scheduling policy's
+# share may end in "*", a job's may not).
+_SHARE_RE = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+MAX_PRIORITY = 9999
+
+
+def _batch(table: Mapping[str, Any]) -> BatchOptions:
+    share = _get(table, "batch", "share", str)
+    if share is not None and not _SHARE_RE.match(share):
+        raise SpecError(
+            "batch.share",
+            f"{share!r} is not a Batch share identifier: 1-255 letters, digits or underscores",
+        )
+    priority = _get(table, "batch", "priority", int, lo=0, hi=MAX_PRIORITY)
+    queue = _get(table, "batch", "queue", str)
+    if queue is not None and not queue.strip():
+        raise SpecError("batch.queue", "is empty; expected a job queue name or ARN")
+    return BatchOptions(share=share, priority=priority, queue=queue)
 
 
 def _tags(table: Mapping[str, Any]) -> dict[str, str]:

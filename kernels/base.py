@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy only in annotations: validating params needs no NumPy
+    import numpy as np
 
 
 class ParamError(ValueError):

@@ -17,7 +17,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tessera.kernels.base import Kernel
 
@@ -29,6 +31,18 @@ BUILTIN: dict[str, str] = {
     "imaging.transcode": "tessera.kernels.imaging.transcode:KERNEL",
     "imaging.pyramid": "tessera.kernels.imaging.pyramid:KERNEL",
 }
+
+# name -> "module:function" that parses the kernel's [params] without importing its compiled
+# code (nor NumPy, Numba, Pillow): what checks job files where only the light install is (the
+# S3 trigger's Lambda). Each is the function the kernel's own parse_params calls, so the
+# messages are the same.
+BUILTIN_PARAMS: dict[str, str] = {
+    "montecarlo.gbm": "tessera.kernels.montecarlo.params:parse",
+    "imaging.transcode": "tessera.kernels.imaging.transcode_params:parse",
+    "imaging.pyramid": "tessera.kernels.imaging.pyramid_params:parse",
+}
+# Installed kernels may register theirs under this group, with the kernel's name.
+PARAMS_ENTRY_POINT_GROUP = "tessera.params"
 
 # What every kernel object must have (the protocol in kernels/base.py, or the SDK's defaults).
 REQUIRED = (
@@ -131,6 +145,22 @@ def info(name: str) -> KernelInfo:
         f"{name!r} is not a kernel: {hint}expected one of {known}, a name registered under the "
         f"entry-point group {ENTRY_POINT_GROUP!r}, or an import path package.module:ATTRIBUTE"
     )
+
+
+def params_parser(kernel_info: KernelInfo) -> Callable[[Mapping[str, Any]], Any] | None:
+    """The function that parses ``kernel_info``'s ``[params]`` without importing the kernel's
+    module: a built-in's, or one an installed distribution registers under the entry-point
+    group ``tessera.params`` with the kernel's name. ``None`` when there is none (the params
+    are then checked where the kernel is imported)."""
+    target = BUILTIN_PARAMS.get(kernel_info.name) if kernel_info.origin == "built-in" else None
+    if target is None and kernel_info.origin == "entry point":
+        eps = importlib.metadata.entry_points(group=PARAMS_ENTRY_POINT_GROUP)
+        target = next((ep.value for ep in eps if ep.name == kernel_info.name), None)
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    parse: Callable[[Mapping[str, Any]], Any] = getattr(importlib.import_module(module), attr)
+    return parse
 
 
 def installed_here(kernel_info: KernelInfo) -> KernelInfo:

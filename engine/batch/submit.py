@@ -127,6 +127,7 @@ def _base(job: Job, s: Submission, name: str, index_file: str) -> dict[str, Any]
         "timeout": timeout(job),
         "tags": tags(job, submission=s.submission, spec=job.spec_hash[:12]),
         "propagateTags": True,
+        **job.batch.submit_fields(),  # [batch] share and priority
     }
 
 

@@ -45,7 +45,8 @@ class BatchExecutor:
         from tessera.engine.config import batch_settings
 
         env = batch_settings()
-        self.queue = queue or env.queue
+        self.queue = queue  # or the job's [batch] queue, or TESSERA_BATCH_QUEUE (in run)
+        self.env_queue = env.queue
         self.definition = definition or env.definition
         self.client = client
         self.region = region
@@ -66,16 +67,17 @@ class BatchExecutor:
             shards = list(itertools.takewhile(admit, shards))
         if not shards:
             return
-        if not self.queue or not self.definition:
+        queue = self.queue or job.batch.queue or self.env_queue
+        if not queue or not self.definition:
             raise ExecutorError(
                 "the batch executor needs a job queue and a job definition "
-                "(TESSERA_BATCH_QUEUE, TESSERA_BATCH_DEFINITION)"
+                "([batch] queue or TESSERA_BATCH_QUEUE, and TESSERA_BATCH_DEFINITION)"
             )
         if self.client is None:
             from tessera.engine.batch.aws import batch_client
 
             self.client = batch_client(self.region)
-        prepared = submit.prepare(job, queue=self.queue, definition=self.definition, shards=shards)
+        prepared = submit.prepare(job, queue=queue, definition=self.definition, shards=shards)
         submit.finalize(prepared, depends_on=[])
         submit.write_files(prepared)
         done = submit.send(self.client, prepared, reduce=False)

@@ -18,21 +18,26 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from tessera.kernels.imaging.color import luma, rgb_to_ycbcr
+from tessera.kernels.imaging.formats import (
+    CHANNELS,
+    EXTENSIONS,
+    FORMAT_ALIASES,
+    FORMAT_MODES,
+    FORMATS,
+    MODES,
+    OUTPUT_MODES,
+)
 
-MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "I;16")
-OUTPUT_MODES: tuple[str, ...] = (*MODES, "YCbCr")
-CHANNELS: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "YCbCr": 3}
+__all__ = [
+    "CHANNELS",
+    "EXTENSIONS",
+    "FORMAT_ALIASES",
+    "FORMAT_MODES",
+    "FORMATS",
+    "MODES",
+    "OUTPUT_MODES",
+]
 
-FORMATS: tuple[str, ...] = ("jpeg", "png", "webp", "tiff")
-FORMAT_ALIASES: dict[str, str] = {"jpg": "jpeg", "tif": "tiff"}
-EXTENSIONS: dict[str, str] = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
-# The output modes each format can store, and the one used when the source's mode is not one.
-FORMAT_MODES: dict[str, tuple[str, ...]] = {
-    "jpeg": ("L", "RGB", "YCbCr"),
-    "png": ("L", "LA", "RGB", "RGBA", "I;16"),
-    "webp": ("RGB", "RGBA"),
-    "tiff": ("L", "LA", "RGB", "RGBA", "I;16", "YCbCr"),
-}
 _FALLBACK: dict[str, dict[str, str]] = {
     "jpeg": {"LA": "L", "RGBA": "RGB", "I;16": "L"},
     "webp": {"L": "RGB", "LA": "RGBA", "I;16": "RGB"},

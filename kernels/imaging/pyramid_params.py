@@ -93,7 +93,7 @@ def _dzi(raw: Any) -> DziParams | None:
     check_keys(raw, DZI_KEYS, "dzi.")
     fmt = raw.get("format", "jpeg")
     if isinstance(fmt, str):  # as imaging.transcode reads its format: "JPG" is "jpeg"
-        from tessera.kernels.imaging.codec import FORMAT_ALIASES  # Pillow: only when needed
+        from tessera.kernels.imaging.formats import FORMAT_ALIASES
 
         known = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
         fmt = known if known in FORMATS else fmt  # a refusal shows what the job file says

@@ -38,12 +38,11 @@ from numba import njit, prange
 from tessera.kernels.config import NJIT, NJIT_INLINE, NJIT_PARALLEL
 from tessera.kernels.fastmath import sincos_2pi
 from tessera.kernels.imaging.color import premultiply_alpha, unpremultiply_alpha
+from tessera.kernels.imaging.formats import MAX_EDGE, METHODS
 
-METHODS: tuple[str, ...] = ("lanczos", "area")
 LANCZOS_SUPPORT = 3.0
 BOX_SUPPORT = 0.5
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed point for 8-bit images
-MAX_EDGE = 1 << 20  # larger sides would overflow the 8-bit path's int32-sized sums in Pillow
 
 
 @njit(**NJIT_INLINE)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tessera.kernels.base import ParamError
-from tessera.kernels.imaging import codec
-from tessera.kernels.imaging.resize import MAX_EDGE, METHODS
+from tessera.kernels.imaging import formats as codec
+from tessera.kernels.imaging.formats import MAX_EDGE, METHODS
 from tessera.kernels.validate import choice, expected, integer_in, is_number, shown, suggest
 
 KEYS: tuple[str, ...] = (
