@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast bench lint clean lambda-zip
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ ensure-vips:
 	    apt-get install -y -qq --no-install-recommends libvips-tools; } \
 	  || echo "warning: could not install libvips-tools; the vips baseline will be skipped"; \
 	else echo "libvips-tools not installed: the vips baseline will be skipped"; fi
+
+# The S3 trigger's Lambda deployment zip (tessera's code and boto3, nothing compiled).
+lambda-zip: $(STAMP)
+	$(PY) containers/lambda/build_zip.py --out build/tessera-lambda.zip
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine kernels tessera tests benchmarks examples

@@ -500,3 +500,37 @@ def test_handler_import_and_checks_load_no_heavy_module() -> None:
     heavy = sorted({m.split(".")[0] for m in loaded} & set(HEAVY))
     assert heavy == []
     assert "botocore" in {m.split(".")[0] for m in loaded}  # the check above did run
+
+
+def test_lambda_zip_runs_the_checks_with_nothing_else_installed(tmp_path: Path) -> None:
+    """`make lambda-zip`'s tree, on a Python without site-packages (-S -I): it imports the
+    handler and checks a job file by itself, within Lambda's size limit."""
+    root = Path(__file__).resolve().parent.parent
+    tree = tmp_path / "tree"
+    build = subprocess.run(
+        [sys.executable, str(root / "containers/lambda/build_zip.py")]
+        + ["--out", str(tmp_path / "l.zip"), "--tree", str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    report = json.loads(build.stdout.strip().splitlines()[-1])
+    assert 0 < report["unzipped_mb"] < 250 and report["zipped_mb"] <= report["unzipped_mb"]
+    assert not (tree / "numpy").exists() and (tree / "botocore").is_dir()
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(tree)!r})\n"
+        "import tessera.engine.trigger\n"
+        "from tessera.engine import spec\n"
+        f"data = spec.parse_text(open({str(root / 'examples/option-pricing.toml')!r}).read())\n"
+        "data['job']['store'] = 's3://b/s'; data['params']['paths'] = 0\n"
+        "try:\n    spec.check(data)\nexcept Exception as e:\n    print(e)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    message, modules = proc.stdout.strip().splitlines()[-2:]
+    assert message.startswith("params.paths:")
+    assert not set(json.loads(modules)) & set(HEAVY)
