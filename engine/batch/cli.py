@@ -190,7 +190,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     job = _load(args)
     env, run_env = batch_settings(), settings()
-    queue = _need("--queue", args.queue or env.queue, "TESSERA_BATCH_QUEUE")
+    queue = _need("--queue", args.queue or job.batch.queue or env.queue, "TESSERA_BATCH_QUEUE")
     definition = _need(
         "--definition", args.definition or env.definition, "TESSERA_BATCH_DEFINITION"
     )
@@ -299,9 +299,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     queue = _need("--queue", args.queue or batch_settings().queue, "TESSERA_BATCH_QUEUE")
     res = job.resources
     need = doctor.Need(res.vcpus, res.memory_mib, res.gpus, args.platform)
-    diagnosis = doctor.run(batch_client(args.region), need, queue)
+    client = batch_client(args.region)
+    diagnosis = doctor.run(client, need, queue)
     for line in diagnosis.lines():
         print(line)
+    if diagnosis.exists:
+        from tessera.engine.errors import BatchError
+
+        try:  # Batch's own reasons are extra: a refused ListJobs does not stop the diagnosis
+            listed = doctor.runnable(client, queue=queue)
+        except BatchError as exc:
+            print(f"RUNNABLE in queue {diagnosis.queue}: not listed ({exc})")
+            listed = None
+        for line in doctor.queue_lines(diagnosis, listed):
+            print(line)
     arrays = split(range(job.n_shards))
     if len(arrays) > 1:
         print(
