@@ -10,7 +10,10 @@ On SIGTERM (an ECS stop, a spot reclaim) the shard stops before its commit and t
 returns; ECS's SIGKILL after its stop timeout is just as safe (no commit record, the shard reruns).
 
 One JSON object a line goes to stdout (what CloudWatch collects): the event, job, shard, array
-index, attempt, seconds and throughput. Never the environment, never credentials.
+index, attempt, seconds and throughput. Never the environment, never credentials. The lines that
+say how a shard's attempt ended (``shard_committed``, ``shard_failed``, ``shard_skipped``,
+``shard_interrupted``, ``shard_io_error``) also carry a CloudWatch Embedded Metric Format block
+(``tessera.engine.metrics``), so CloudWatch Logs turns them into metrics with no agent.
 
 ``--reduce`` writes ``result.json`` and ``report.json`` when every shard has committed: the
 reduce job of a Batch submission, and the way to finish one by hand.
@@ -26,12 +29,19 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tessera.engine import metrics
 from tessera.engine.batch import contract as c
 
+if TYPE_CHECKING:
+    from tessera.engine.spec import Job
+
 log = logging.getLogger(__name__)
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def add_parser(sub: Any) -> None:
@@ -55,8 +65,28 @@ def add_parser(sub: Any) -> None:
 def emit(event: str, **fields: Any) -> None:
     """Print one JSON log line to stdout, flushed (the container may be killed next) and in one
     write, so lines of children sharing a pipe (``tessera batch local``) never interleave."""
-    line = {"ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "event": event}
-    line.update(fields)
+    _write(_line(event, dt.datetime.now(dt.UTC), fields))
+
+
+def emit_outcome(event: str, job: Job, values: Mapping[str, float], /, **fields: Any) -> None:
+    """``emit``, for a line that says how a shard's attempt ended: with ``values`` (from
+    ``metrics.committed``, ``failed`` or ``unfinished``) as an EMF block whose timestamp is the
+    line's ``ts``, dimensioned by ``job``'s kernel and name."""
+    now = dt.datetime.now(dt.UTC)
+    epoch_ms = (now - _EPOCH) // dt.timedelta(milliseconds=1)  # truncated, as ``ts`` is
+    line = _line(event, now, fields)
+    _write(
+        metrics.emf(
+            line, kernel=job.kernel_name, job=job.name, metrics=values, timestamp_ms=epoch_ms
+        )
+    )
+
+
+def _line(event: str, now: dt.datetime, fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {"ts": now.isoformat(timespec="milliseconds"), "event": event, **fields}
+
+
+def _write(line: Mapping[str, Any]) -> None:
     sys.stdout.write(json.dumps(line, sort_keys=True) + "\n")
     sys.stdout.flush()
 
@@ -118,14 +148,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "host": socket.gethostname(),
     }
     if stop_requested.is_set():
-        emit("shard_interrupted", **where, reason="SIGTERM before the shard started")
+        emit_outcome(
+            "shard_interrupted",
+            job,
+            metrics.unfinished(),
+            **where,
+            reason="SIGTERM before the shard started",
+        )
         return c.EXIT_RETRYABLE
     emit("shard_started", **where)
     started = time.perf_counter()
     try:
         result = run_shard(job, shard, attempt=env.attempt)
     except ShardInterrupted as exc:
-        emit("shard_interrupted", **where, reason=str(exc), seconds=_since(started))
+        emit_outcome(
+            "shard_interrupted",
+            job,
+            metrics.unfinished(),
+            **where,
+            reason=str(exc),
+            seconds=_since(started),
+        )
         return c.EXIT_RETRYABLE
     except IndexError as exc:  # the shard is out of range: a wrong --index, never retried
         emit("worker_error", **where, error=str(exc))
@@ -134,21 +177,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except TesseraError as exc:
         if not is_retryable(exc):
             raise  # a store of another job or format: not transient, never retried (exit 1)
-        emit("shard_io_error", **where, reason=f"{type(exc).__name__}: {exc}")  # lent I/O
+        reason = f"{type(exc).__name__}: {exc}"  # lent I/O
+        emit_outcome("shard_io_error", job, metrics.unfinished(), **where, reason=reason)
         return c.EXIT_RETRYABLE
     except Exception as exc:  # store I/O (OSError, botocore's connection errors): transient,
         # the retry strategy reruns the shard (kernel errors come back as a failed result)
-        emit("shard_io_error", **where, reason=f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        emit_outcome("shard_io_error", job, metrics.unfinished(), **where, reason=reason)
         return c.EXIT_RETRYABLE
     if result.status == "failed":
-        emit("shard_failed", **where, reason=result.reason, seconds=_since(started))
+        emit_outcome(
+            "shard_failed",
+            job,
+            metrics.failed(),
+            **where,
+            reason=result.reason,
+            seconds=_since(started),
+        )
         return c.EXIT_SHARD_FAILED
     record = result.record
     seconds = float(record.get("seconds", 0.0))
     work = int(record.get("work", 0))
     where["attempt"] = record.get("attempt", env.attempt)
-    emit(
-        "shard_committed" if result.status == "committed" else "shard_skipped",
+    committed = result.status == "committed"
+    emit_outcome(
+        "shard_committed" if committed else "shard_skipped",
+        job,
+        # a skipped shard was counted by the attempt that committed it
+        metrics.committed(record) if committed else metrics.unfinished(),
         **where,
         seconds=round(seconds, 3),
         work=work,

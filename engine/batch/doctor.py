@@ -13,6 +13,10 @@ it stays RUNNABLE without an error. The checks, per compute environment (CE):
 
 and for the queue: DISABLED, INVALID, or no compute environments. The job can start when at least
 one CE has no problem.
+
+Beside tessera's own checks, the queue's RUNNABLE jobs are listed (a bounded number) with the
+reason codes Batch itself gives them (``reasons``), and the queue's ``jobStateTimeLimitActions``
+say whether Batch will cancel jobs stuck with those reasons, and when.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tessera.engine.batch import fargate, instances
+from tessera.engine.batch import fargate, instances, reasons
 from tessera.engine.errors import SpecError
+
+LIST_PAGE = 100  # ListJobs returns at most 100 jobs a page
+RUNNABLE_PAGES = 2  # pages of a queue's RUNNABLE jobs the doctor reads
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ class Diagnosis:
     need: Need
     problems: list[tuple[str, str]] = field(default_factory=list)
     usable: list[str] = field(default_factory=list)
+    exists: bool = True
+    time_limits: list[dict[str, Any]] = field(default_factory=list)  # jobStateTimeLimitActions
 
     @property
     def ok(self) -> bool:
@@ -142,7 +151,9 @@ def diagnose(
     result = Diagnosis(queue=name, need=need)
     if queue is None:
         result.problems.append(("queue", "does not exist (or is in another region or account)"))
+        result.exists = False
         return result
+    result.time_limits = [dict(a) for a in queue.get("jobStateTimeLimitActions") or []]
     where = f"queue {name}"
     if queue.get("state") != "ENABLED":
         result.problems.append((where, f"is {queue.get('state')}: it dispatches no jobs"))
@@ -190,3 +201,99 @@ def run(client: Any, need: Need, queue: str) -> Diagnosis:
     if found is None:
         diagnosis.queue = queue
     return diagnosis
+
+
+def runnable(
+    client: Any,
+    *,
+    queue: str | None = None,
+    array_job_id: str | None = None,
+    pages: int = RUNNABLE_PAGES,
+) -> reasons.Tally:
+    """Batch's ``statusReason`` of the RUNNABLE jobs of ``queue`` (or the RUNNABLE children of
+    ``array_job_id``), counted; at most ``pages`` ListJobs pages of ``LIST_PAGE`` jobs."""
+    from tessera.engine.batch.aws import call
+
+    params: dict[str, Any] = {"jobStatus": "RUNNABLE", "maxResults": LIST_PAGE}
+    if queue is not None:
+        params["jobQueue"] = queue
+    if array_job_id is not None:
+        params["arrayJobId"] = array_job_id
+    texts: list[str | None] = []
+    token: str | None = None
+    for _ in range(pages):
+        page = call(client, "ListJobs", {**params, **({"nextToken": token} if token else {})})
+        texts.extend(j.get("statusReason") for j in page.get("jobSummaryList", []))
+        token = page.get("nextToken")
+        if not token:
+            break
+    return reasons.tally(texts, complete=not token)
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "?"
+    if seconds >= 7200 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def time_limit_lines(
+    queue: str, actions: Sequence[Mapping[str, Any]], listed: reasons.Tally | None = None
+) -> list[str]:
+    """What the queue's ``jobStateTimeLimitActions`` will do to stuck jobs, and which reasons of
+    the ``listed`` RUNNABLE jobs none of them covers (pure)."""
+    if not actions:
+        return [
+            f"time limit: queue {queue} has no jobStateTimeLimitActions: a job stuck in RUNNABLE "
+            f"waits until someone cancels it",
+            f"  (Batch can cancel jobs stuck with {', '.join(reasons.TIME_LIMITED)} after a time "
+            f"you choose: UpdateJobQueue jobStateTimeLimitActions)",
+        ]
+    out = []
+    covered = set()
+    for a in actions:
+        reason = str(a.get("reason", "?"))
+        covered.add(reason)
+        kind = str(a.get("action", "?"))
+        verb = {"CANCEL": "cancels", "TERMINATE": "terminates"}.get(kind, kind.lower())
+        line = (
+            f"time limit: queue {queue} {verb} jobs {a.get('state', 'RUNNABLE')} for "
+            f"{_duration(a.get('maxTimeSeconds'))} with reason {reason}"
+        )
+        known = reasons.REASONS.get(reason)
+        if known is None:
+            line += " (a reason Batch does not document: it may never match)"
+        elif not known.time_limit:
+            line += " (Batch does not act on this reason)"
+        n = listed.count(reason) if listed is not None else 0
+        if n:
+            line += f"; {n:,} of the RUNNABLE jobs listed {'has' if n == 1 else 'have'} it"
+        out.append(line)
+    for g in listed.groups if listed is not None else ():
+        known = reasons.REASONS.get(g.key)
+        if known is None or g.key in covered:
+            continue
+        them = "job waits" if g.count == 1 else "jobs wait"
+        fix = "" if known.time_limit else " (no time limit can act on it: fix it by hand)"
+        out.append(f"time limit: none for {g.key}: {g.count:,} {them} until cancelled{fix}")
+    return out
+
+
+def queue_lines(diagnosis: Diagnosis, listed: reasons.Tally | None) -> list[str]:
+    """The queue's RUNNABLE jobs by Batch's reason (``None``: not listed), then its time limits
+    (pure)."""
+    head = f"RUNNABLE in queue {diagnosis.queue}"
+    if listed is None:
+        out = []
+    elif not listed.looked_at:
+        out = [f"{head}: no jobs"]
+    else:
+        jobs = "job" if listed.looked_at == 1 else "jobs"
+        count = f"{listed.looked_at:,} {jobs}"
+        if not listed.complete:
+            count = f"at least {count} (the first {RUNNABLE_PAGES} pages counted)"
+        out = reasons.tally_lines(listed, f"{head}: {count}")
+    return out + time_limit_lines(diagnosis.queue, diagnosis.time_limits, listed)

@@ -4,7 +4,9 @@
 that becomes a progress bar. Failed children are found with ``ListJobs(arrayJobId=...,
 jobStatus=FAILED)`` and described for their ``statusReason``, exit code and CloudWatch log
 stream; the submission's index file turns each array index back into its shard. Jobs or
-children in RUNNABLE get the doctor's explanation of their queue, when there is one.
+children in RUNNABLE get Batch's own ``statusReason`` codes, explained (``reasons``; children are
+listed with one ``ListJobs(arrayJobId=..., jobStatus=RUNNABLE)`` page), beside the doctor's
+explanation of their queue, when there is one.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from tessera.engine.batch import contract as c
-from tessera.engine.batch import doctor
+from tessera.engine.batch import doctor, reasons
 from tessera.engine.batch.aws import call
 
 STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 job IDs
 SHOW_FAILURES = 50  # failed children listed per job
+CHILDREN = ("child", "children")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class JobState:
     failures: list[ChildFailure] = field(default_factory=list)
     failed_total: int = 0
     waiting: list[str] = field(default_factory=list)  # why RUNNABLE, from the doctor
+    runnable: reasons.Tally | None = None  # why RUNNABLE, from Batch's statusReason
 
     @property
     def done(self) -> bool:
@@ -188,6 +192,12 @@ def collect(client: Any, ids: Sequence[str]) -> list[JobState]:
                 children, state.failed_total = failed_children(client, state.job_id)
                 shards = index_shards(job)
                 state.failures = [failure_of(child, shards) for child in children]
+        if summary.get("RUNNABLE"):
+            state.runnable = (
+                reasons.tally([job.get("statusReason")])
+                if size is None
+                else doctor.runnable(client, array_job_id=state.job_id, pages=1)
+            )
         if summary.get("RUNNABLE") and job.get("jobQueue"):
             key = (str(job["jobQueue"]), need_of(job))
             if key not in diagnoses:
@@ -207,10 +217,27 @@ def lines(states: Sequence[JobState]) -> list[str]:
         out.append(f"{s.name} {s.job_id}: {s.status} {bar(s.summary, total)}")
         for failure in s.failures:
             out.append(f"  {failure.line()}")
+            why = reasons.explain(failure.status_reason)  # cancelled by the queue's time limit
+            if why:
+                out.append(f"      {why}")
         if s.failed_total > len(s.failures):
             out.append(f"  ... and {s.failed_total - len(s.failures):,} more failed children")
+        out.extend(f"  {line}" for line in runnable_lines(s))
         out.extend(f"  {line}" for line in s.waiting)
     return out
+
+
+def runnable_lines(s: JobState) -> list[str]:
+    """Batch's reasons for the job or children in RUNNABLE, when Batch gave any (pure)."""
+    if s.runnable is None or not s.runnable.with_reason:
+        return []
+    if s.size is None:
+        return reasons.tally_lines(s.runnable, "RUNNABLE")
+    n = s.summary.get("RUNNABLE", 0)
+    head = f"RUNNABLE: {n:,} {CHILDREN[n != 1]}"
+    if not s.runnable.complete:
+        head += f" (reasons of the first {s.runnable.looked_at:,} listed)"
+    return reasons.tally_lines(s.runnable, head, noun=CHILDREN)
 
 
 def watch(
