@@ -7,6 +7,8 @@ new objects. For each one the handler
    input matching ``TESSERA_TRIGGER_PATTERN`` that becomes a job made from the template job file
    ``TESSERA_TRIGGER_TEMPLATE`` (the object's URL in ``params.<TESSERA_TRIGGER_PARAM>``, the
    store from ``TESSERA_TRIGGER_STORE``); anything else is ignored;
+   ``TESSERA_TRIGGER_SHARE`` is the submit job's share on a fair-share queue, for a job whose
+   ``[batch]`` table names none;
 2. checks the job with ``spec.check``: every key, with the messages of ``tessera validate``,
    without importing a kernel's compiled code. A bad job is logged as one JSON line naming the
    bucket, the key and the reason, and is not retried: nothing is submitted for it;
@@ -77,6 +79,7 @@ class Config:
     param: str | None = None  # the param that gets the input's URL
     store: str | None = None  # store template: {bucket} {key} {stem} {name} {parent}
     lease_s: float = DEFAULT_LEASE_S
+    share: str | None = None  # the submit job's share on a fair-share queue, without [batch]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -125,6 +128,7 @@ class Config:
             param=template_vars["PARAM"],
             store=template_vars["STORE"],
             lease_s=lease,
+            share=var("SHARE"),
         )
 
 
@@ -438,6 +442,9 @@ def submit_request(cfg: Config, p: Prepared, job_url: str, name: str) -> dict[st
         "propagateTags": True,
         **p.checked.batch.submit_fields(),
     }
+    if cfg.share is not None:  # a fair-share queue: every job needs a share and a priority
+        request.setdefault("shareIdentifier", cfg.share)
+        request.setdefault("schedulingPriorityOverride", 0)
     return request
 
 

@@ -534,3 +534,49 @@ def test_lambda_zip_runs_the_checks_with_nothing_else_installed(tmp_path: Path) 
     message, modules = proc.stdout.strip().splitlines()[-2:]
     assert message.startswith("params.paths:")
     assert not set(json.loads(modules)) & set(HEAVY)
+
+
+def test_fair_share_queue_gets_a_share_and_fifo_refuses_one(
+    moto_batch: MotoBatch, tmp_path: Path
+) -> None:
+    """On a queue with a scheduling policy every request carries a share (the job's, or
+    "tessera") and a priority; on a FIFO queue a [batch] share is refused before anything is
+    sent, since Batch would refuse every request."""
+    from tessera.engine.batch import submit
+    from tessera.engine.errors import BatchError
+
+    batch = moto_batch.client("batch")
+    policy = batch.create_scheduling_policy(
+        name=f"fs-{secrets.token_hex(3)}", fairsharePolicy={"shareDecaySeconds": 3600}
+    )["arn"]
+    ce = moto_batch.compute_environment("SPOT", ("c5",))
+    fair = f"fq-{secrets.token_hex(3)}"
+    batch.create_job_queue(
+        jobQueueName=fair,
+        state="ENABLED",
+        priority=1,
+        schedulingPolicyArn=policy,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )
+    fifo = moto_batch.queue(ce)
+    assert submit.is_fair_share(batch, fair) and not submit.is_fair_share(batch, fifo)
+
+    plain = spec.from_dict(job_dict(tmp_path / "a"))
+    s = submit.prepare(plain, queue=fair, definition="d", create=False)
+    submit.finalize(s, depends_on=[], fair_share=True)
+    assert s.arrays[0]["shareIdentifier"] == submit.DEFAULT_SHARE
+    assert s.arrays[0]["schedulingPriorityOverride"] == 0
+    shared = spec.from_dict(
+        {**job_dict(tmp_path / "b"), "batch": {"share": "quant", "priority": 3}}
+    )
+    s = submit.prepare(shared, queue=fair, definition="d", create=False)
+    submit.finalize(s, depends_on=[], fair_share=True)
+    assert (s.arrays[0]["shareIdentifier"], s.arrays[0]["schedulingPriorityOverride"]) == (
+        "quant",
+        3,
+    )
+    s = submit.prepare(shared, queue=fifo, definition="d", create=False)
+    with pytest.raises(
+        BatchError, match=r"\[batch\] share and priority set, but queue .* no scheduling policy"
+    ):
+        submit.finalize(s, depends_on=[], fair_share=False)

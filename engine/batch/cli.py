@@ -221,13 +221,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     client = None
     sizes: dict[str, int | None] = {}
+    fair_share = None
     if not args.dry_run:
         from tessera.engine.batch.aws import batch_client
 
         client = batch_client(args.region)
         sizes = submit.describe_sizes(client, deps)
+        fair_share = submit.is_fair_share(client, queue)
     array_sizes = [len(f.shards) for f in prepared.files]
-    submit.finalize(prepared, submit.dependency_entries(deps, array_sizes, sizes))
+    deps_on = submit.dependency_entries(deps, array_sizes, sizes)
+    submit.finalize(prepared, deps_on, fair_share=fair_share)
 
     if args.dry_run:
         requests = list(prepared.arrays)
@@ -296,7 +299,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from tessera.engine.config import batch_settings
 
     job = _load(args)
-    queue = _need("--queue", args.queue or batch_settings().queue, "TESSERA_BATCH_QUEUE")
+    queue = _need(
+        "--queue", args.queue or job.batch.queue or batch_settings().queue, "TESSERA_BATCH_QUEUE"
+    )
     res = job.resources
     need = doctor.Need(res.vcpus, res.memory_mib, res.gpus, args.platform)
     client = batch_client(args.region)

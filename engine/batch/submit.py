@@ -56,6 +56,41 @@ class Submission:
     queue: str
     definition: str
     arrays: list[dict[str, Any]] = field(default_factory=list)
+    # shareIdentifier / schedulingPriorityOverride of every request (``scheduling_fields``)
+    scheduling: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_SHARE = "tessera"  # the share of a job without [batch] share, on a fair-share queue
+
+
+def is_fair_share(client: Any, queue: str) -> bool:
+    """Whether ``queue`` has a scheduling policy (a fair-share queue): Batch then refuses a
+    job without ``shareIdentifier``, and a FIFO queue refuses one with it."""
+    queues = call(client, "DescribeJobQueues", {"jobQueues": [queue]}).get("jobQueues", [])
+    return bool(queues and queues[0].get("schedulingPolicyArn"))
+
+
+def scheduling_fields(job: Job, queue: str, fair_share: bool | None) -> dict[str, Any]:
+    """The ``[batch]`` share and priority as SubmitJob fields, fitted to the queue: on a
+    fair-share queue a job without a share gets ``DEFAULT_SHARE`` and priority 0; on a FIFO
+    queue a share is refused (``BatchError``: Batch would refuse every request).
+    ``fair_share=None`` (not known: a dry run) gives the job's own fields."""
+    fields = job.batch.submit_fields()
+    if fair_share is None:
+        return fields
+    if fair_share:
+        fields.setdefault("shareIdentifier", DEFAULT_SHARE)
+        fields.setdefault("schedulingPriorityOverride", 0)
+        return fields
+    if fields:
+        named = [key for key in ("share", "priority") if getattr(job.batch, key) is not None]
+        raise BatchError(
+            f"[batch] {' and '.join(named)} set, but queue {queue} has no scheduling policy "
+            f"(not a fair-share queue), and Batch "
+            f"refuses shareIdentifier and schedulingPriorityOverride there; remove them or submit "
+            f"to a fair-share queue"
+        )
+    return fields
 
 
 @dataclass
@@ -127,7 +162,7 @@ def _base(job: Job, s: Submission, name: str, index_file: str) -> dict[str, Any]
         "timeout": timeout(job),
         "tags": tags(job, submission=s.submission, spec=job.spec_hash[:12]),
         "propagateTags": True,
-        **job.batch.submit_fields(),  # [batch] share and priority
+        **s.scheduling,  # [batch] share and priority, fitted to the queue
     }
 
 
@@ -207,8 +242,12 @@ def prepare(
     )
 
 
-def finalize(s: Submission, depends_on: Sequence[Mapping[str, str]]) -> None:
-    """Build and validate the array job requests of ``s`` (every one, before any is sent)."""
+def finalize(
+    s: Submission, depends_on: Sequence[Mapping[str, str]], *, fair_share: bool | None = None
+) -> None:
+    """Build and validate the array job requests of ``s`` (every one, before any is sent).
+    ``fair_share``: whether the queue is a fair-share one (``is_fair_share``), when known."""
+    s.scheduling = scheduling_fields(s.job, s.queue, fair_share)
     s.arrays = array_requests(s, depends_on)
     for request in s.arrays:
         validate_request("SubmitJob", request)

@@ -78,7 +78,9 @@ class BatchExecutor:
 
             self.client = batch_client(self.region)
         prepared = submit.prepare(job, queue=queue, definition=self.definition, shards=shards)
-        submit.finalize(prepared, depends_on=[])
+        submit.finalize(
+            prepared, depends_on=[], fair_share=submit.is_fair_share(self.client, queue)
+        )
         submit.write_files(prepared)
         done = submit.send(self.client, prepared, reduce=False)
         on_event(Message(f"Batch: submitted {', '.join(done.arrays)} ({len(shards)} shards)"))
