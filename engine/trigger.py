@@ -7,8 +7,8 @@ new objects. For each one the handler
    input matching ``TESSERA_TRIGGER_PATTERN`` that becomes a job made from the template job file
    ``TESSERA_TRIGGER_TEMPLATE`` (the object's URL in ``params.<TESSERA_TRIGGER_PARAM>``, the
    store from ``TESSERA_TRIGGER_STORE``); anything else is ignored;
-   ``TESSERA_TRIGGER_SHARE`` is the submit job's share on a fair-share queue, for a job whose
-   ``[batch]`` table names none;
+   ``TESSERA_TRIGGER_SHARE`` says the queue is a fair-share one: the submit job then runs in
+   the job's ``[batch]`` share, or in this one (a FIFO queue takes no share);
 2. checks the job with ``spec.check``: every key, with the messages of ``tessera validate``,
    without importing a kernel's compiled code. A bad job is logged as one JSON line naming the
    bucket, the key and the reason, and is not retried: nothing is submitted for it;
@@ -440,11 +440,10 @@ def submit_request(cfg: Config, p: Prepared, job_url: str, name: str) -> dict[st
         },
         "tags": {"tessera": "trigger", "tessera-job": p.checked.name},
         "propagateTags": True,
-        **p.checked.batch.submit_fields(),
     }
     if cfg.share is not None:  # a fair-share queue: every job needs a share and a priority
-        request.setdefault("shareIdentifier", cfg.share)
-        request.setdefault("schedulingPriorityOverride", 0)
+        request["shareIdentifier"] = p.checked.batch.share or cfg.share
+        request["schedulingPriorityOverride"] = p.checked.batch.priority or 0
     return request
 
 

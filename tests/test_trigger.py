@@ -137,8 +137,9 @@ class Setup:
         }
         return trigger.Config(**{**base, **kw})
 
-    def put(self, key: str, text: str) -> str:
-        return str(self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode())["ETag"])
+    def put(self, key: str, text: str, bucket: str | None = None) -> str:
+        body = text.encode()
+        return str(self.s3.put_object(Bucket=bucket or self.bucket, Key=key, Body=body)["ETag"])
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job of the queue, any state, described."""
@@ -320,13 +321,20 @@ def test_share_and_priority_reach_submit_job(setup: Setup) -> None:
     )
     text = _job_text(setup.bucket, "shared", batch={"share": "risk_eod", "priority": 7})
     etag = setup.put("jobs/shared.toml", text)
-    assert setup.handle(s3_event(setup.bucket, ("jobs/shared.toml", etag)), setup.config()) == {
-        "submitted": 1
-    }
+    cfg = setup.config(share="trigger")  # TESSERA_TRIGGER_SHARE: the queue is a fair-share one
+    assert setup.handle(s3_event(setup.bucket, ("jobs/shared.toml", etag)), cfg) == {"submitted": 1}
     (request,) = sent  # accepted by botocore's model and by moto
     assert request["shareIdentifier"] == "risk_eod"
     assert request["schedulingPriorityOverride"] == 7
     assert len(setup.jobs()) == 1
+    # a job without [batch] share runs in the trigger's share; without TESSERA_TRIGGER_SHARE
+    # (a FIFO queue) the submit job carries no share at all
+    etag = setup.put("jobs/plain.toml", _job_text(setup.bucket, "plain"))
+    setup.handle(s3_event(setup.bucket, ("jobs/plain.toml", etag)), cfg)
+    assert (sent[-1]["shareIdentifier"], sent[-1]["schedulingPriorityOverride"]) == ("trigger", 0)
+    etag = setup.put("jobs/fifo.toml", text.replace("shared", "fifo"))
+    setup.handle(s3_event(setup.bucket, ("jobs/fifo.toml", etag)), setup.config())
+    assert not {"shareIdentifier", "schedulingPriorityOverride"} & set(sent[-1])
 
 
 def test_batch_table_in_the_array_requests_and_not_in_the_hash(tmp_path: Path) -> None:
@@ -580,3 +588,46 @@ def test_fair_share_queue_gets_a_share_and_fifo_refuses_one(
         BatchError, match=r"\[batch\] share and priority set, but queue .* no scheduling policy"
     ):
         submit.finalize(s, depends_on=[], fair_share=False)
+
+
+def test_the_submit_job_command_submits_the_arrays(setup: Setup) -> None:
+    """What the submit job runs in Batch, run here: `tessera batch submit <the claim's copy>`
+    plans the job, creates its store on S3 and submits its arrays and reduce job."""
+    text = _job_text(setup.bucket, "chain", batch={"priority": 5})
+    etag = setup.put("jobs/chain.toml", text)
+    assert setup.handle(s3_event(setup.bucket, ("jobs/chain.toml", etag)), setup.config()) == {
+        "submitted": 1
+    }
+    (launcher,) = setup.jobs()
+    command = launcher["container"]["command"]
+    bucket, key = command[2].removeprefix("s3://").split("/", 1)
+    env = {
+        **os.environ,
+        **setup.moto.env(),
+        "AWS_ENDPOINT_URL_S3": setup.moto.endpoint_url,
+        "TESSERA_FAULTS": "",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tessera.engine.cli", *command, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert proc.returncode == 1 and "[batch] priority set, but queue" in proc.stderr  # FIFO
+    setup.put(key, text.replace("priority = 5", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tessera.engine.cli", *command, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(j["jobName"] for j in setup.jobs() if j["jobId"] != launcher["jobId"])
+    assert any(n.endswith("reduce") for n in names) and len(names) >= 2
+    keys = [
+        o["Key"]
+        for o in setup.s3.list_objects_v2(Bucket=setup.bucket, Prefix="stores/chain/")["Contents"]
+    ]
+    assert any(k.endswith("job.json") for k in keys)  # the store was created by the submit job
