@@ -607,22 +607,15 @@ def test_the_submit_job_command_submits_the_arrays(setup: Setup) -> None:
         "AWS_ENDPOINT_URL_S3": setup.moto.endpoint_url,
         "TESSERA_FAULTS": "",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "tessera.engine.cli", *command, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+
+    def run_submit_job() -> subprocess.CompletedProcess[str]:
+        cli = [sys.executable, "-m", "tessera.engine.cli", *command, "--json"]
+        return subprocess.run(cli, capture_output=True, text=True, timeout=180, env=env)
+
+    proc = run_submit_job()
     assert proc.returncode == 1 and "[batch] priority set, but queue" in proc.stderr  # FIFO
     setup.put(key, text.replace("priority = 5", ""))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tessera.engine.cli", *command, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    proc = run_submit_job()
     assert proc.returncode == 0, proc.stderr
     names = sorted(j["jobName"] for j in setup.jobs() if j["jobId"] != launcher["jobId"])
     assert any(n.endswith("reduce") for n in names) and len(names) >= 2
