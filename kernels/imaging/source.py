@@ -184,7 +184,16 @@ class TiffSource:
             fh.close()
             raise SourceError(f"{url}: not a readable TIFF: {exc}") from None
         try:
-            self._page = page = self._tif.series[0].levels[0].keyframe
+            level = self._tif.series[0].levels[0]
+            if len(level.pages) > 1:  # channels, z or time as pages: never read just the first
+                raise SourceError(
+                    f"{url}: the TIFF's image has axes {level.axes} and shape {level.shape}, "
+                    f"{len(level.pages)} planes stored as pages (channels, z or time); tessera "
+                    f"reads one 2-D grey, RGB or RGBA image and will not keep the first plane "
+                    f"and drop the other {len(level.pages) - 1}: write one plane per file, or "
+                    f"combine the channels into RGB first"
+                )
+            self._page = page = level.keyframe
             self.info = self._describe(page)
             self._map = self._mapping(fh, page)
         except BaseException:

@@ -1,0 +1,63 @@
+"""A TIFF whose image has several planes (a multichannel OME-TIFF, a z-stack written as pages)
+is refused with its file, axes and shape named: no channel is silently dropped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from tessera.engine.io import Inputs
+from tessera.kernels.imaging.source import SourceError, open_source
+from tests.jobs import to_toml
+
+
+@pytest.mark.parametrize(("axes", "shape"), [("CYX", (5, 130, 205)), ("ZYX", (3, 64, 80))])
+def test_planes_as_pages_are_refused(tmp_path: Path, axes: str, shape: tuple[int, ...]) -> None:
+    path = tmp_path / "planes.ome.tif"
+    data = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    tifffile.imwrite(path, data, metadata={"axes": axes}, ome=True)
+    with pytest.raises(SourceError) as exc:
+        open_source(str(path), Inputs())
+    text = str(exc.value)
+    assert str(path) in text and axes in text and str(shape) in text
+    assert f"{shape[0]} planes" in text and f"drop the other {shape[0] - 1}" in text
+
+
+def test_rgb_tiff_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "rgb.tif"
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    tifffile.imwrite(path, pixels, photometric="rgb", tile=(16, 16))
+    source = open_source(str(path), Inputs())
+    assert (source.info.channels, source.info.width, source.info.height) == (3, 80, 64)
+    assert np.array_equal(source.read(0, 64, 0, 80), pixels)
+
+
+def test_validate_refuses_a_five_channel_ome_tiff(tmp_path: Path) -> None:
+    """The case that was accepted before: a 5-channel uint16 CYX OME-TIFF became a 1-channel
+    pyramid of its first channel. Now `tessera validate` refuses it and nothing is written."""
+    path = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(path, np.zeros((5, 1301, 2050), np.uint16), metadata={"axes": "CYX"}, ome=True)
+    job = tmp_path / "job.toml"
+    store = tmp_path / "store"
+    job.write_text(
+        to_toml(
+            {
+                "job": {"name": "cells", "kernel": "imaging.pyramid", "store": str(store)},
+                "params": {"source": str(path)},
+            }
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tessera.engine.cli", "validate", str(job)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "CYX" in proc.stderr and "5 planes" in proc.stderr and str(path) in proc.stderr
+    assert not store.exists()
