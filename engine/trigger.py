@@ -339,6 +339,7 @@ class Claim:
     bucket: str
     key: str
     etag: str
+    taken_over: bool = False  # an earlier try held it: it may have submitted before it died
 
 
 def claim_key(cfg: Config, obj: S3Object) -> tuple[str, str]:
@@ -406,7 +407,7 @@ def take_claim(
         if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
             raise ClaimBusy(f"{obj.url}: another invocation took the claim over first") from None
         raise
-    return Claim(bucket, key, etag), None
+    return Claim(bucket, key, etag, taken_over=True), None
 
 
 def mark_submitted(
@@ -494,7 +495,8 @@ def handle_object(
     job_key = claim.key.removesuffix(".json") + ".job" + p.suffix
     job_url = f"s3://{claim.bucket}/{job_key}"
     request = submit_request(cfg, p, job_url, name)
-    job_id = find_submitted(batch, cfg, name)  # a try that crashed after SubmitJob
+    # only a taken-over claim can have a submit job already (a try that crashed after SubmitJob)
+    job_id = find_submitted(batch, cfg, name) if claim.taken_over else None
     if job_id is None:
         s3.put_object(Bucket=claim.bucket, Key=job_key, Body=p.text.encode())
         if before_submit is not None:
