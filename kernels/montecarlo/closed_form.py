@@ -67,3 +67,41 @@ def geometric_asian_call(
     d1 = d2 + sd
     forward = math.exp(mu + 0.5 * sd * sd)
     return math.exp(-rate * maturity) * (forward * norm_cdf(d1) - strike * norm_cdf(d2))
+
+
+def norm_pdf(x: float) -> float:
+    """The standard normal density."""
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def black_scholes_greeks(
+    kind: str, spot: float, strike: float, rate: float, volatility: float, maturity: float
+) -> dict[str, float]:
+    """Black-Scholes Greeks of a European ``kind`` ("call" or "put"): delta = dV/dspot, gamma =
+    d2V/dspot2, vega = dV/dvolatility, rho = dV/drate, theta = -dV/dmaturity (per year).
+    Raises ``ValueError`` as :func:`black_scholes_call` does, or for another ``kind``."""
+    _check(spot, strike, volatility, maturity)
+    if kind not in ("call", "put"):
+        raise ValueError(f"kind must be 'call' or 'put', got {kind!r}")
+    sd = volatility * math.sqrt(maturity)
+    d1 = (math.log(spot / strike) + (rate + 0.5 * volatility**2) * maturity) / sd
+    d2 = d1 - sd
+    disc = math.exp(-rate * maturity)
+    gamma = norm_pdf(d1) / (spot * sd)
+    vega = spot * norm_pdf(d1) * math.sqrt(maturity)
+    decay = -spot * norm_pdf(d1) * volatility / (2.0 * math.sqrt(maturity))
+    if kind == "call":
+        return {
+            "delta": norm_cdf(d1),
+            "gamma": gamma,
+            "vega": vega,
+            "rho": strike * maturity * disc * norm_cdf(d2),
+            "theta": decay - rate * strike * disc * norm_cdf(d2),
+        }
+    return {
+        "delta": norm_cdf(d1) - 1.0,
+        "gamma": gamma,
+        "vega": vega,
+        "rho": -strike * maturity * disc * norm_cdf(-d2),
+        "theta": decay + rate * strike * disc * norm_cdf(-d2),
+    }

@@ -36,19 +36,29 @@ from tessera.kernels.montecarlo.cpu import (
     LANES,
     N_STATS,
     NO_BARRIER,
+    PRODUCT_ORDER,
     col_sum,
     col_sumsq,
     simulate_blocks,
+)
+from tessera.kernels.montecarlo.greeks_cpu import (
+    GAMMA_BUMP,
+    N_GREEK_STATS,
+    greek_col,
+    simulate_blocks_greeks,
 )
 from tessera.kernels.montecarlo.params import Params, parse, to_dict
 from tessera.kernels.rng import seed_key
 
 ARRAY = "sums"
+GREEK_ARRAY = "greek_sums"  # present only when the job asks for greeks
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Default shard size: about 2**30 path-steps (1-2 s of one core at the measured throughput).
 DEFAULT_SHARD_WORK = 2**30
 # Per block in flight: 8 lane-state arrays, 8 scratch rows (z), 11 accumulators, LANES wide.
 _LANE_STATE_BYTES = (8 + 8 + 11) * LANES * 8
+# With greeks also: the Greek accumulators, four extra sums per path set, Q and z_1, per lane.
+_GREEK_LANE_BYTES = (N_GREEK_STATS + 6) * LANES * 8
 
 
 def n_blocks(params: Params) -> int:
@@ -78,6 +88,25 @@ def _constants(params: Params) -> tuple[float, float, float, float, float, float
     log_barrier = NO_BARRIER if params.barrier is None else float(fastmath.log(params.barrier))
     disc = float(fastmath.exp(-params.rate * params.maturity))
     return x0, drift, vol, log_barrier, params.strike, disc
+
+
+def _greek_constants(params: Params) -> np.ndarray:
+    """The vector named by ``greeks_cpu.GREEK_CONSTANTS``."""
+    dt = params.maturity / params.steps
+    m = params.rate - 0.5 * params.volatility * params.volatility
+    values = (params.spot, params.volatility, params.rate, params.maturity, dt, m, GAMMA_BUMP)
+    return np.array(values, dtype=np.float64)
+
+
+def _greek_flags(params: Params) -> np.ndarray:
+    """The vector named by ``greeks_cpu.FLAGS``: the per-step sums only some Greeks need, and
+    which products' estimators to compute."""
+    lr = {"vega", "theta"} & set(params.greeks)
+    arith = {"vega", "rho", "theta"} & set(params.greeks)
+    with_q = bool(lr) and "barrier_up_out_call" in params.products
+    with_arith = bool(arith) and "asian_arithmetic_call" in params.products
+    wanted = [int(p in params.products) for p in PRODUCT_ORDER]
+    return np.array([int(with_q), int(with_arith), *wanted], dtype=np.int64)
 
 
 def _mean_se(n: float, s: float, ss: float) -> tuple[float, float]:
@@ -129,7 +158,23 @@ class GbmKernel:
         key = np.array([k0, k1], dtype=np.uint64)
         consts = np.array(_constants(params), dtype=np.float64)
         arith = "asian_arithmetic_call" in params.products
-        simulate_blocks(0, 0, params.samples, params.steps, consts, key, params.antithetic, arith)
+        if params.greeks:
+            simulate_blocks_greeks(
+                0,
+                0,
+                params.samples,
+                params.steps,
+                consts,
+                _greek_constants(params),
+                key,
+                params.antithetic,
+                arith,
+                _greek_flags(params),
+            )
+        else:
+            simulate_blocks(
+                0, 0, params.samples, params.steps, consts, key, params.antithetic, arith
+            )
 
     def locations(self, params: Params) -> tuple[Location, ...]:
         """None: the kernel touches only its store."""
@@ -155,15 +200,20 @@ class GbmKernel:
 
     def layout(self, params: Params, n_shards: int) -> Layout:
         """One array ``sums`` (n_blocks, N_STATS) float64, cut by ``split_rows`` (a shard may
-        get several blocks; asking for more shards than blocks gives one block per shard)."""
+        get several blocks; asking for more shards than blocks gives one block per shard); with
+        ``greeks`` also ``greek_sums`` (n_blocks, N_GREEK_STATS), cut the same way."""
         rows = n_blocks(params)
         chunk, bounds = split_rows(rows, n_shards)
         work = tuple(
             _block_paths(params, a, b) * params.steps for a, b in zip(bounds[:-1], bounds[1:])
         )
+        arrays = [ArraySpec(ARRAY, (rows, N_STATS), "float64", (chunk, N_STATS))]
+        if params.greeks:
+            shape = (rows, N_GREEK_STATS)
+            arrays.append(ArraySpec(GREEK_ARRAY, shape, "float64", (chunk, N_GREEK_STATS)))
         return Layout(
-            arrays=(ArraySpec(ARRAY, (rows, N_STATS), "float64", (chunk, N_STATS)),),
-            bounds=(bounds,),
+            arrays=tuple(arrays),
+            bounds=(bounds,) * len(arrays),
             shard_work=work,
             work_unit=self.work_unit,
             regular=True,
@@ -189,6 +239,8 @@ class GbmKernel:
                 f"layout array {spec.name} {spec.shape} does not match these params "
                 f"({ARRAY} {(n_blocks(params), N_STATS)})"
             )
+        if params.greeks and [a.name for a in layout.arrays] != [ARRAY, GREEK_ARRAY]:
+            raise ValueError(f"layout has no {GREEK_ARRAY} array for the params' greeks")
         k0, k1 = seed_key(seed)
         start, stop = layout.region(shard)[ARRAY]
         arith = "asian_arithmetic_call" in params.products
@@ -196,7 +248,17 @@ class GbmKernel:
         key = np.array([k0, k1], dtype=np.uint64)
         args = (start, stop, params.samples, params.steps, consts, key, params.antithetic, arith)
         device = "cpu" if io is None else io.device
-        if device == "cpu":
+        outputs: dict[str, Any] = {}
+        if params.greeks and device != "cpu":
+            raise ValueError(
+                "greeks are computed by the CPU kernel only (the CUDA twin prices without "
+                "them); set resources.gpus = 0 or drop params.greeks"
+            )
+        if params.greeks:
+            rows, outputs[GREEK_ARRAY] = simulate_blocks_greeks(
+                *args[:5], _greek_constants(params), *args[5:], _greek_flags(params)
+            )
+        elif device == "cpu":
             rows = simulate_blocks(*args)
         elif device == "cuda":
             from tessera.kernels.montecarlo import gpu  # imports numba.cuda: GPU jobs only
@@ -212,7 +274,7 @@ class GbmKernel:
         }
         if device != "cpu":
             stats["device"] = device
-        return ShardOutput(arrays={ARRAY: rows}, stats=stats)
+        return ShardOutput(arrays={ARRAY: rows, **outputs}, stats=stats)
 
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
@@ -254,15 +316,43 @@ class GbmKernel:
                 "stderr": se,
                 "ci95": [price - Z95 * se, price + Z95 * se],
             }
+        if params.greeks:
+            self._greeks(params, arrays, n, products)
         return {"products": products, "paths": params.paths, **extra}
+
+    def _greeks(
+        self,
+        params: Params,
+        arrays: Mapping[str, Any],
+        n: float,
+        products: dict[str, dict[str, Any]],
+    ) -> None:
+        """``products[p]["greeks"]``: each asked-for Greek's value and standard error."""
+        rows = np.asarray(arrays[GREEK_ARRAY][...], dtype=np.float64)
+        if rows.shape != (n_blocks(params), N_GREEK_STATS):
+            raise ValueError(
+                f"{GREEK_ARRAY} has shape {rows.shape}, "
+                f"expected {(n_blocks(params), N_GREEK_STATS)}"
+            )
+        for name in params.products:
+            greeks: dict[str, dict[str, float]] = {}
+            for greek in params.greeks:
+                c = greek_col(name, greek)
+                value, se = _mean_se(
+                    n, math.fsum(rows[:, c].tolist()), math.fsum(rows[:, c + 1].tolist())
+                )
+                greeks[greek] = {"value": value, "stderr": se}
+            products[name]["greeks"] = greeks
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard beyond the interpreter and compiled code: the lane
         state of one block per Numba thread, plus the shard's rows twice (the result and the
         copy the store encodes). Independent of ``paths`` for a fixed number of rows."""
         start, stop = layout.region(shard)[ARRAY]
-        rows_bytes = (stop - start) * N_STATS * 8
-        return _LANE_STATE_BYTES * numba.config.NUMBA_NUM_THREADS + 2 * rows_bytes
+        width = N_STATS + (N_GREEK_STATS if params.greeks else 0)
+        rows_bytes = (stop - start) * width * 8
+        lanes = _LANE_STATE_BYTES + (_GREEK_LANE_BYTES if params.greeks else 0)
+        return lanes * numba.config.NUMBA_NUM_THREADS + 2 * rows_bytes
 
 
 KERNEL = GbmKernel()

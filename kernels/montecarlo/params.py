@@ -21,6 +21,7 @@ PRODUCTS: tuple[str, ...] = (
 )
 BARRIER_PRODUCTS: frozenset[str] = frozenset({"barrier_up_out_call"})
 DEFAULT_PRODUCTS: tuple[str, ...] = ("european_call", "european_put")
+GREEKS: tuple[str, ...] = ("delta", "gamma", "vega", "rho", "theta")
 
 MAX_PATHS = 2**53  # sample counts stay exact in float64 sums
 MAX_STEPS = 100_000
@@ -37,6 +38,7 @@ KEYS: tuple[str, ...] = (
     "barrier",
     "antithetic",
     "control_variate",
+    "greeks",
 )
 REQUIRED: tuple[str, ...] = ("paths", "steps", "spot", "strike", "rate", "volatility", "maturity")
 
@@ -51,7 +53,9 @@ class Params:
     the fixings t_i = i * maturity / steps, i = 1..steps (the spot is not a fixing). With
     ``antithetic`` a sample is a pair of paths driven by z and -z, so there are paths / 2
     samples; ``control_variate`` adjusts the arithmetic Asian by the geometric Asian's closed
-    form.
+    form. ``greeks`` (any of delta, gamma, vega, rho, theta) are derivatives of each product's
+    price in the parameters' own units: d/dspot, d2/dspot2, d/dvolatility, d/drate and
+    -d/dmaturity (per year).
     """
 
     paths: int
@@ -65,6 +69,7 @@ class Params:
     barrier: float | None = None
     antithetic: bool = True
     control_variate: bool = True
+    greeks: tuple[str, ...] = ()
 
     @property
     def samples(self) -> int:
@@ -90,6 +95,26 @@ def _products(raw: Mapping[str, Any]) -> tuple[str, ...]:
             )
         if name in seen:
             raise ParamError("products", f"{name!r} is listed twice")
+        seen.append(name)
+    return tuple(seen)
+
+
+def greek_names(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``greeks`` list of ``raw[key]``: names from ``allowed``, each once, in the order
+    given. ``ParamError`` naming the key otherwise."""
+    value = raw.get(key, [])
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ParamError(key, f"expected a list of Greek names, got {value!r}")
+    seen: list[str] = []
+    for name in value:
+        if not isinstance(name, str) or name not in allowed:
+            raise ParamError(
+                key,
+                f"unknown Greek {name!r}{suggest(str(name), allowed)} "
+                f"(expected names from {', '.join(allowed)})",
+            )
+        if name in seen:
+            raise ParamError(key, f"{name!r} is listed twice")
         seen.append(name)
     return tuple(seen)
 
@@ -151,6 +176,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
             f"got {paths}",
         )
     control_variate = boolean(raw, "control_variate", True)
+    greeks = greek_names(raw, "greeks", GREEKS)
     return Params(
         paths=paths,
         steps=steps,
@@ -163,6 +189,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
         barrier=barrier,
         antithetic=antithetic,
         control_variate=control_variate,
+        greeks=greeks,
     )
 
 
@@ -185,4 +212,6 @@ def to_dict(params: Params) -> dict[str, Any]:
     }
     if params.barrier is not None:
         out["barrier"] = float(params.barrier)
+    if params.greeks:
+        out["greeks"] = list(params.greeks)
     return out
