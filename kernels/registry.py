@@ -28,6 +28,9 @@ ENTRY_POINT_GROUP = "tessera.kernels"
 # name -> "module:attribute"; modules load lazily so that `import tessera.kernels` stays cheap.
 BUILTIN: dict[str, str] = {
     "montecarlo.gbm": "tessera.kernels.montecarlo.gbm:KERNEL",
+    "montecarlo.heston": "tessera.kernels.montecarlo.heston:KERNEL",
+    "montecarlo.basket": "tessera.kernels.montecarlo.basket:KERNEL",
+    "montecarlo.book": "tessera.kernels.montecarlo.book:KERNEL",
     "imaging.transcode": "tessera.kernels.imaging.transcode:KERNEL",
     "imaging.pyramid": "tessera.kernels.imaging.pyramid:KERNEL",
 }
@@ -38,6 +41,9 @@ BUILTIN: dict[str, str] = {
 # messages are the same.
 BUILTIN_PARAMS: dict[str, str] = {
     "montecarlo.gbm": "tessera.kernels.montecarlo.params:parse",
+    "montecarlo.heston": "tessera.kernels.montecarlo.heston_params:parse",
+    "montecarlo.basket": "tessera.kernels.montecarlo.basket_params:parse",
+    "montecarlo.book": "tessera.kernels.montecarlo.book_params:parse",
     "imaging.transcode": "tessera.kernels.imaging.transcode_params:parse",
     "imaging.pyramid": "tessera.kernels.imaging.pyramid_params:parse",
 }

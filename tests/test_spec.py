@@ -135,8 +135,8 @@ def test_relative_store_is_made_absolute(base: dict[str, Any]) -> None:
         (
             "job",
             "kernel",
-            "montecarlo.nope",
-            "job.kernel: 'montecarlo.nope' is not a kernel: did you mean 'montecarlo.gbm'?",
+            "montecarlo.gmb",
+            "job.kernel: 'montecarlo.gmb' is not a kernel: did you mean 'montecarlo.gbm'?",
         ),
         ("job", "shards", 0, "job.shards: 0 is out of range; expected >= 1"),
         ("job", "shards", "4", "job.shards: expected an integer, got str '4'"),
