@@ -16,8 +16,9 @@ count and, as far as IEEE 754 allows, any x86-64 machine, so:
   summed at the end of a block in a fixed order.
 
 Numba's on-disk cache (``cache=True``) is keyed by the source file of each compiled function:
-after editing ``kernels/fastmath.py`` or ``kernels/rng.py``, delete the ``__pycache__`` folders
-under ``kernels/`` (functions inlined from those modules are not re-checked).
+after editing ``kernels/fastmath.py``, ``kernels/rng.py`` or ``kernels/montecarlo/heston_cpu.py``
+(whose step is inlined into ``book_cpu``), delete the ``__pycache__`` folders under ``kernels/``
+(functions inlined from those modules are not re-checked).
 """
 
 from __future__ import annotations
