@@ -524,7 +524,7 @@ def test_registered_with_its_light_parser():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n", [2, 5])  # Choi's quadrature takes 30 s at 8 and runs out of memory at 16
+@pytest.mark.parametrize("n", [2, 5])  # Choi: 30 s at n = 8, out of memory at 16
 def test_control_variate_matches_quantlib_for_more_assets(n):
     rng = np.random.default_rng(n)
     a = rng.normal(size=(n, n + 2))
