@@ -60,3 +60,12 @@ def write_job(path: Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as TOML to ``path`` and return it."""
     path.write_text(to_toml(data))
     return path
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that the test stops with SIGINT: give it the default
+    disposition. A shell that starts the test run in the background (``make test &``) sets
+    SIGINT to ignored, every child inherits that, and Python then installs no Ctrl-C handler."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs import job_dict, write_job
+from tests.jobs import default_sigint, job_dict, write_job
 
 TESSERA = [sys.executable, "-m", "tessera"]
 
@@ -166,6 +166,7 @@ def test_ctrl_c_on_the_dask_executor_prints_one_line_and_exits_130(tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 180
     while not list((tmp_path / "store" / "_shards").glob("*.json")):

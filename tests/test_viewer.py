@@ -23,6 +23,7 @@ from tessera.engine import executors, spec
 from tessera.engine.run import run_job
 from tessera.engine.viewer import CDN, find_openseadragon, start_server, viewer_pages, write_viewer
 from tests.dzi import quadrants, write_dzi
+from tests.jobs import default_sigint
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {
@@ -193,6 +194,7 @@ def test_view_serves_a_zip_pyramid(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         assert server.stdout is not None
@@ -251,6 +253,7 @@ def test_chromium_draws_the_tiles(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         assert server.stdout is not None
