@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tessera.kernels.base import ParamError
+from tessera.kernels.montecarlo.params import product_names
 from tessera.kernels.validate import boolean, finite_number, integer_in, is_number, shown, suggest
 
 PRODUCTS: tuple[str, ...] = ("basket_call", "basket_put", "geometric_basket_call", "exchange")
@@ -263,24 +264,7 @@ def _factor(corr: Matrix) -> Matrix:
 
 
 def _products(raw: Mapping[str, Any], n: int) -> tuple[str, ...]:
-    value = raw.get("products", list(DEFAULT_PRODUCTS))
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ParamError("products", f"expected a list of product names, got {shown(value)}")
-    if not value:
-        raise ParamError("products", f"expected at least one of {', '.join(PRODUCTS)}")
-    seen: list[str] = []
-    for name in value:
-        if not isinstance(name, str):
-            raise ParamError("products", f"expected product names (strings), got {shown(name)}")
-        if name not in PRODUCTS:
-            raise ParamError(
-                "products",
-                f"unknown product {name!r}{suggest(name, PRODUCTS)} "
-                f"(expected names from {', '.join(PRODUCTS)})",
-            )
-        if name in seen:
-            raise ParamError("products", f"{name!r} is listed twice")
-        seen.append(name)
+    seen = product_names(raw, PRODUCTS, DEFAULT_PRODUCTS)
     if "exchange" in seen and n != 2:
         raise ParamError(
             "products",

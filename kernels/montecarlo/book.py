@@ -14,6 +14,7 @@ for every shard count and executor. The simulation is in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -36,11 +37,16 @@ from tessera.kernels.montecarlo import book_cpu
 from tessera.kernels.montecarlo.book_cpu import BLOCK_SAMPLES, N_SCEN
 from tessera.kernels.montecarlo.book_params import GBM_PRODUCTS, Params, parse, parse_trades
 from tessera.kernels.montecarlo.book_params import to_dict as params_dict
-from tessera.kernels.montecarlo.heston_cpu import SCHEME_EULER, SCHEME_QE, step_constants
+from tessera.kernels.montecarlo.gbm import Z95, _mean_se
+from tessera.kernels.montecarlo.heston_cpu import (
+    N_STEP_CONSTS,
+    SCHEME_EULER,
+    SCHEME_QE,
+    step_constants,
+)
 from tessera.kernels.rng import seed_key
 
 ARRAY = "trade_sums"
-Z95 = 1.959963984540054
 SLOT_NAMES = ("price", "delta", "gamma", "vega", "rho")
 DEFAULT_SHARD_WORK = 2**28  # path-steps plus trade evaluations per shard
 NODE_TOL = 1e-9  # a maturity this close (years) to a uniform node is that node
@@ -94,9 +100,12 @@ def maturity_node(times: list[float], maturity: float, steps_per_year: int) -> i
     return lo
 
 
+@functools.lru_cache(maxsize=4)
 def plan_arrays(params: Params) -> Plan:
     """The flat arrays of the book: per underlying its model and time grid, per trade its
-    product, strike, maturity node, barrier and discount factor, trades grouped by underlying."""
+    product, strike, maturity node, barrier and discount factor, trades grouped by underlying.
+    Cached per params (planning asks for it for the shard count, the layout and the memory
+    check, each shard for its simulation); the arrays are read only."""
     trades = params.book
     unders = params.underlyings
     index = {u.name: u.index for u in unders}
@@ -111,7 +120,6 @@ def plan_arrays(params: Params) -> Plan:
     g_off = [0]
     node_of = [0] * len(trades)
     has_asian = []
-    n_consts = len(step_constants(0.1, 1.0, 0.04, 0.5, -0.5, 0.0))
     for u in unders:
         mats = [trades[t].maturity for t in by_under[u.index]] or [1.0 / params.steps_per_year]
         times, uni = grid(mats, params.steps_per_year)
@@ -125,7 +133,7 @@ def plan_arrays(params: Params) -> Plan:
             if u.model == "gbm":
                 g_drift.append((params.rate - 0.5 * u.volatility**2) * dt)
                 g_vol.append(u.volatility * math.sqrt(dt))
-                h_rows.append(np.zeros(n_consts))
+                h_rows.append(np.zeros(N_STEP_CONSTS))
             else:
                 g_drift.append(0.0)
                 g_vol.append(0.0)
@@ -187,12 +195,6 @@ def plan_arrays(params: Params) -> Plan:
     )
     sizes = [g_off[i + 1] - g_off[i] for i in range(len(unders))]
     return Plan(arrays=arrays, nodes=sum(s - 1 for s in sizes), max_nodes=max(sizes))
-
-
-def _mean_se(n: float, s: float, ss: float) -> tuple[float, float]:
-    mean = s / n
-    var = max(ss - s * mean, 0.0) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 class BookKernel:

@@ -29,7 +29,6 @@ Greek estimators (each a per-sample estimator, so its standard error comes from 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -39,6 +38,7 @@ import numpy as np
 from tessera.kernels import fastmath
 from tessera.kernels.base import ArraySpec, Layout, ParamError, ShardIO, ShardOutput, split_rows
 from tessera.kernels.montecarlo import heston_params
+from tessera.kernels.montecarlo.gbm import Z95, _mean_se
 from tessera.kernels.montecarlo.heston_cpu import (
     BLOCK_SAMPLES,
     COL_COUNT,
@@ -62,7 +62,6 @@ from tessera.kernels.rng import seed_key
 from tessera.kernels.sdk import BlockKernel
 
 ARRAY = "sums"
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Default shard size: about 2**28 path-steps (a few seconds of one core).
 DEFAULT_SHARD_WORK = 2**28
 # Per block in flight: the lane accumulators and the estimator scratch.
@@ -132,12 +131,6 @@ def kernel_args(params: Params, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     )
     key = np.array(seed_key(seed), dtype=np.uint64)
     return c, kc, flags, key
-
-
-def _mean_se(n: float, s: float, ss: float) -> tuple[float, float]:
-    mean = s / n
-    var = max(ss - s * mean, 0.0) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 class HestonKernel(BlockKernel):

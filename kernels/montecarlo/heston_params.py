@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tessera.kernels.base import ParamError
-from tessera.kernels.montecarlo.params import greek_names
+from tessera.kernels.montecarlo.params import greek_names, product_names
 from tessera.kernels.validate import boolean, choice, finite_number, integer_in, suggest
 
 PRODUCTS: tuple[str, ...] = (
@@ -118,28 +118,6 @@ class Params:
         return 2.0 * self.kappa * self.theta >= self.xi * self.xi
 
 
-def _products(raw: Mapping[str, Any]) -> tuple[str, ...]:
-    value = raw.get("products", list(DEFAULT_PRODUCTS))
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ParamError("products", f"expected a list of product names, got {value!r}")
-    if not value:
-        raise ParamError("products", f"expected at least one of {', '.join(PRODUCTS)}")
-    seen: list[str] = []
-    for name in value:
-        if not isinstance(name, str):
-            raise ParamError("products", f"expected product names (strings), got {name!r}")
-        if name not in PRODUCTS:
-            raise ParamError(
-                "products",
-                f"unknown product {name!r}{suggest(name, PRODUCTS)} "
-                f"(montecarlo.heston prices {', '.join(PRODUCTS)})",
-            )
-        if name in seen:
-            raise ParamError("products", f"{name!r} is listed twice")
-        seen.append(name)
-    return tuple(seen)
-
-
 def _model_number(raw: Mapping[str, Any], key: str) -> float:
     lo, hi, lo_open, what = _RANGES[key]
     value = finite_number(raw, key)
@@ -186,7 +164,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
     if not 0 < maturity <= 100:
         raise ParamError("maturity", f"expected 0 < maturity <= 100 years, got {maturity!r}")
     model = {key: _model_number(raw, key) for key in _RANGES}
-    products = _products(raw)
+    products = product_names(raw, PRODUCTS, DEFAULT_PRODUCTS, "montecarlo.heston prices")
 
     barrier: float | None = None
     if "barrier" in raw:

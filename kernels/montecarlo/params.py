@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tessera.kernels.base import ParamError
-from tessera.kernels.validate import boolean, finite_number, integer_in, suggest
+from tessera.kernels.validate import boolean, finite_number, integer_in, shown, suggest
 
 PRODUCTS: tuple[str, ...] = (
     "european_call",
@@ -77,21 +77,30 @@ class Params:
         return self.paths // 2 if self.antithetic else self.paths
 
 
-def _products(raw: Mapping[str, Any]) -> tuple[str, ...]:
-    value = raw.get("products", list(DEFAULT_PRODUCTS))
+def product_names(
+    raw: Mapping[str, Any],
+    allowed: tuple[str, ...],
+    default: tuple[str, ...],
+    listing: str = "expected names from",
+) -> tuple[str, ...]:
+    """The ``products`` list of ``raw`` (``default`` when absent): at least one name from
+    ``allowed``, each once, in the order given. ``ParamError("products", ...)`` otherwise; an
+    unknown name's message ends with ``(<listing> <allowed names>)``. Shared by the Monte Carlo
+    kernels' params."""
+    value = raw.get("products", list(default))
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ParamError("products", f"expected a list of product names, got {value!r}")
+        raise ParamError("products", f"expected a list of product names, got {shown(value)}")
     if not value:
-        raise ParamError("products", f"expected at least one of {', '.join(PRODUCTS)}")
+        raise ParamError("products", f"expected at least one of {', '.join(allowed)}")
     seen: list[str] = []
     for name in value:
         if not isinstance(name, str):
-            raise ParamError("products", f"expected product names (strings), got {name!r}")
-        if name not in PRODUCTS:
+            raise ParamError("products", f"expected product names (strings), got {shown(name)}")
+        if name not in allowed:
             raise ParamError(
                 "products",
-                f"unknown product {name!r}{suggest(name, PRODUCTS)} "
-                f"(expected names from {', '.join(PRODUCTS)})",
+                f"unknown product {name!r}{suggest(name, allowed)} "
+                f"({listing} {', '.join(allowed)})",
             )
         if name in seen:
             raise ParamError("products", f"{name!r} is listed twice")
@@ -157,7 +166,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
     maturity = finite_number(raw, "maturity")
     if not 0 < maturity <= 100:
         raise ParamError("maturity", f"expected 0 < maturity <= 100 years, got {maturity!r}")
-    products = _products(raw)
+    products = product_names(raw, PRODUCTS, DEFAULT_PRODUCTS)
 
     barrier: float | None = None
     wants_barrier = any(p in BARRIER_PRODUCTS for p in products)
