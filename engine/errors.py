@@ -38,6 +38,11 @@ class ShardInterrupted(TesseraError, RuntimeError):
     """A shard was stopped before its commit (SIGTERM, spot notice); safe to retry."""
 
 
+class StageNotReady(TesseraError, RuntimeError):
+    """A shard of a later stage was started before every shard of an earlier stage had
+    committed; not retried (a rerun of the job runs the stages in order)."""
+
+
 class Unreachable(TesseraError, OSError):
     """An endpoint (an input's or the store's S3, a Dask scheduler) accepts no connection; the
     message names which and what to do."""

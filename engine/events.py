@@ -19,6 +19,18 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class StageStarted:
+    """A staged job's stage ``index`` (of ``stages``) is about to dispatch ``pending`` of its
+    ``n_shards`` shards; every earlier stage has committed."""
+
+    name: str
+    index: int
+    stages: int
+    n_shards: int
+    pending: int
+
+
+@dataclass(frozen=True)
 class ShardStarted:
     """A shard began an attempt (emitted where the executor can see it)."""
 
@@ -68,5 +80,5 @@ class Message:
     text: str
 
 
-Event = RunStarted | ShardStarted | ShardCommitted | ShardFailed | Message
+Event = RunStarted | StageStarted | ShardStarted | ShardCommitted | ShardFailed | Message
 Listener = Callable[[Event], None]

@@ -25,11 +25,16 @@ class RunOutcome:
     item_errors: list[dict[str, Any]] = field(default_factory=list)
     budget_stop: str = ""
     store: str = ""
+    # a job with [job] target_stderr that is done (the target met, or every shard run): its
+    # shards past the deciding prefix never run
+    target_done: bool = False
 
     @property
     def ok(self) -> bool:
-        """Every shard committed, no input failed, and result.json was written."""
-        return self.result is not None and self.committed == self.n_shards and not self.item_errors
+        """Every shard committed (or a target job is done), no input failed, and result.json
+        was written."""
+        every = self.committed == self.n_shards or self.target_done
+        return self.result is not None and every and not self.item_errors
 
 
 @dataclass
@@ -55,9 +60,8 @@ class StoreStatus:
     @property
     def complete(self) -> bool:
         """Every shard committed, no input failed, and the result was written."""
-        return (
-            self.result is not None and self.committed == self.n_shards and not self.failed_inputs
-        )
+        every = self.committed == self.n_shards or "target" in (self.result or {})
+        return self.result is not None and every and not self.failed_inputs
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``tessera status --json``)."""

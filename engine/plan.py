@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tessera.engine.spec import Job
-from tessera.kernels.base import ArraySpec, GroupSpec, Layout
+from tessera.kernels.base import ArraySpec, GroupSpec, Layout, Stage
 
 # The version of the stored layout (``plan["layout_version"]``). A plan without it was stored
 # before layouts were (only ``n_shards``, ``work``, ``work_unit`` and the arrays' names, shapes,
@@ -54,6 +54,8 @@ class Plan:
             "shard_work": pack(layout.shard_work),
             "groups": [{"name": g.name, "attributes": dict(g.attributes)} for g in layout.groups],
             "regular": layout.regular,
+            # only for a staged job, so a single-stage plan is stored as before
+            **({"stages": [[s.name, s.shards] for s in layout.stages]} if layout.stages else {}),
         }
 
     @classmethod
@@ -75,11 +77,18 @@ class Plan:
                     GroupSpec(str(g["name"]), dict(g["attributes"])) for g in data["groups"]
                 ),
                 regular=bool(data.get("regular", False)),
+                stages=tuple(Stage(str(n), int(k)) for n, k in data.get("stages", ())),
             )
             n_shards = int(data["n_shards"])
         except (KeyError, TypeError, ValueError) as exc:
             what = f"{type(exc).__name__}: {exc}"
             raise ValueError(f"the stored plan is incomplete: {what}") from None
+        staged = sum(s.shards for s in layout.stages)
+        if layout.stages and staged != n_shards:
+            raise ValueError(
+                f"the stored plan does not add up: its stages have {staged} shards, "
+                f"n_shards = {n_shards}"
+            )
         if layout.n_shards != n_shards or len(layout.bounds) != len(layout.arrays):
             raise ValueError(
                 f"the stored plan does not add up: work for {layout.n_shards} shards with "

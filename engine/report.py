@@ -12,7 +12,14 @@ from typing import Any, TextIO
 
 from tessera.engine import cost
 from tessera.engine.budget import usage_of
-from tessera.engine.events import Event, Message, RunStarted, ShardCommitted, ShardFailed
+from tessera.engine.events import (
+    Event,
+    Message,
+    RunStarted,
+    ShardCommitted,
+    ShardFailed,
+    StageStarted,
+)
 from tessera.engine.plan import Plan
 from tessera.engine.spec import Job
 
@@ -99,8 +106,27 @@ def build(
                     "bytes",
                 )
             }
+            | ({"stage": records[i]["stage"]} if "stage" in records[i] else {})
             for i in sorted(records)
         ]
+    return out
+
+
+def stages_section(layout: Any, records: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage of a staged job: its name, shards, how many committed, their seconds and
+    work."""
+    out = []
+    for name, shards in layout.stage_ranges():
+        done = [records[i] for i in shards if i in records]
+        out.append(
+            {
+                "name": name,
+                "shards": [shards.start, shards.stop],
+                "committed": len(done),
+                "seconds_total": round(sum(float(r.get("seconds", 0.0)) for r in done), 6),
+                "work": sum(int(r.get("work", 0)) for r in done),
+            }
+        )
     return out
 
 
@@ -342,6 +368,26 @@ def render(
             f"{peak} MiB (worker process peak RSS)" if peak is not None else "-",
         ),
     ]
+    for stage in run_report.get("stages", ()):
+        first, stop = stage["shards"]
+        rows.append(
+            (
+                f"stage {stage['name']}",
+                f"shards {first}..{stop - 1}: {stage['committed']} of {stop - first} "
+                f"committed, {stage['seconds_total']:.2f} shard-seconds",
+            )
+        )
+    target = run_report.get("target")
+    if target:
+        reached = target["reached_stderr"]
+        rows.append(
+            (
+                "target stderr",
+                f"{target['stderr']:g}: {'met' if target['met'] else 'not met'}, "
+                f"{'-' if reached is None else f'{reached:.6g}'} after {target['waves']} "
+                f"wave(s), {plural(target['shards'], 'shard')}",
+            )
+        )
     lines.extend(f"{k:<24} {v}" for k, v in rows)
     if "cost" in run_report:
         lines.extend(render_cost(run_report["cost"], unit))
@@ -437,14 +483,21 @@ class Progress:
                 f"job {self.job}: {self.pending} of {plural(self.total, 'shard')} to run "
                 f"({event.executor} executor)"
             )
+        elif isinstance(event, StageStarted):
+            self._line(
+                f"job {self.job} stage {event.name} ({event.index + 1} of {event.stages}): "
+                f"{event.pending} of {plural(event.n_shards, 'shard')} to run"
+            )
         elif isinstance(event, ShardCommitted):
             self.done += 1
             self.work += event.work
+            stage = event.record.get("stage")
             if self.tty:
                 self._bar()
             else:
                 self._line(
-                    f"job {self.job} shard {event.shard} committed in "
+                    f"job {self.job} shard {event.shard}"
+                    f"{f' (stage {stage})' if stage else ''} committed in "
                     f"{event.seconds:.2f} s ({self.done} of {self.total} done)"
                 )
         elif isinstance(event, ShardFailed) and event.retryable:

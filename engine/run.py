@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from tessera.engine import cost, report
+from tessera.engine import cost, report, waves
 from tessera.engine.budget import Budget
-from tessera.engine.events import Event, Listener, Message, RunStarted, ShardCommitted, ShardFailed
+from tessera.engine.events import (
+    Event,
+    Listener,
+    Message,
+    RunStarted,
+    ShardCommitted,
+    ShardFailed,
+    StageStarted,
+)
 from tessera.engine.executors import Executor
 from tessera.engine.io import StoreIO
 from tessera.engine.outcome import RunOutcome
@@ -68,7 +77,8 @@ def run_job(
     job_plan = plan(job)
     store = Store.open_for_job(job, job_plan)
     catalogue = catalogue or cost.load_catalogue()
-    todo = pending(job_plan.n_shards, store.committed())
+    committed = store.committed()
+    todo = pending(job_plan.n_shards, committed)
     collector = _Collector(on_event)
     limit = budget_usd if budget_usd is not None else job.budget_usd
     guard = None
@@ -79,7 +89,29 @@ def run_job(
         collector.also(guard)
     collector(RunStarted(job.name, job_plan.n_shards, len(todo), executor.name, job_plan.work_unit))
     started = time.perf_counter()
-    executor.run(job, todo, collector, admit=guard.admit if guard else None)
+    admit = guard.admit if guard else None
+    with _session(executor):
+        stages = waves.stage_shards(job_plan.layout)
+        for k, (name, shards) in enumerate(stages):
+            last = k == len(stages) - 1
+            if last and job.target is not None:
+                _run_waves(job, store, executor, collector, guard, shards)
+                break
+            todo = [i for i in shards if i not in committed]
+            if todo and len(stages) > 1:
+                collector(StageStarted(name, k, len(stages), len(shards), len(todo)))
+            executor.run(job, todo, collector, admit=admit)
+            committed = store.committed()
+            if any(i not in committed for i in shards) or (guard and guard.stopped):
+                if not last:
+                    missing = sum(1 for i in shards if i not in committed)
+                    collector(
+                        Message(
+                            f"stage {name!r}: {missing} of {len(shards)} shards did not commit; "
+                            f"the later stages were not started (run again to resume)"
+                        )
+                    )
+                break
     wall = time.perf_counter() - started
     if guard is not None and guard.stopped is not None:
         collector(Message(guard.message()))
@@ -95,6 +127,68 @@ def run_job(
     )
     outcome.budget_stop = guard.message() if guard and guard.stopped else ""
     return outcome
+
+
+@contextlib.contextmanager
+def _session(executor: Executor) -> Iterator[None]:
+    """Keep the executor's resources (a Dask cluster) for every stage and wave of one run,
+    when it offers ``session()``."""
+    opener = getattr(executor, "session", None)
+    if opener is None:
+        yield
+        return
+    with opener():
+        yield
+
+
+def _run_waves(
+    job: Job,
+    store: Store,
+    executor: Executor,
+    collector: _Collector,
+    guard: Budget | None,
+    shards: range,
+) -> None:
+    """Run the last stage's shards in waves until the target is met (``waves.decide``), the
+    stage's shards run out, a shard fails or the budget would be exceeded by the next wave."""
+    while True:
+        decision, _ = waves.decide(job, store)
+        if decision.done:
+            collector(Message(_target_line(job, decision)))
+            return
+        end = shards.start + decision.prefix
+        todo = [i for i in range(shards.start, end) if i not in store.committed()]
+        if guard is not None:
+            guard.horizon = end
+            projected = guard.projection()
+            if projected is not None and projected.usd > guard.limit:
+                guard.stopped = projected
+                return
+        collector(
+            Message(
+                f"wave {decision.waves + 1}: shards {shards.start}..{end - 1} "
+                f"({len(todo)} to run; standard error so far "
+                f"{'n/a' if decision.stderr is None else f'{decision.stderr:.6g}'}, target "
+                f"{job.target.stderr:g})"  # type: ignore[union-attr]
+            )
+        )
+        executor.run(job, todo, collector, admit=guard.admit if guard else None)
+        if any(i not in store.committed() for i in range(shards.start, end)):
+            return  # a failure or a budget stop: the outcome reports it; a rerun resumes
+
+
+def _target_line(job: Job, decision: waves.Decision) -> str:
+    target = job.target
+    assert target is not None
+    if decision.met:
+        return (
+            f"target reached: standard error {decision.stderr:.6g} <= {target.stderr:g} after "
+            f"{decision.waves} wave(s), {decision.prefix} shard(s)"
+        )
+    return (
+        f"target not reached: standard error {decision.stderr:.6g} > {target.stderr:g} with "
+        f"every shard ({decision.prefix}) run; raise job.shards or use fewer, larger shards"
+    )
 
 
 def finish(
@@ -122,7 +216,14 @@ def finish(
     for i, rec in store.failures().items():
         failures.setdefault(i, str(rec.get("reason", "failed")))
     result = None
-    if len(done) == job_plan.n_shards:
+    decision = None
+    if job.target is not None:
+        decision, answer = waves.decide(job, store, done)
+        if decision.done and answer is not None:
+            first = waves.stage_shards(job_plan.layout)[-1][1].start
+            target = decision.to_dict(job.target, first)
+            result = write_result(job, store, {**answer, "target": target})
+    elif len(done) == job_plan.n_shards:
         result = reduce_store(job, store)
     records = store.commit_records()
     if this_run is None:
@@ -138,6 +239,11 @@ def finish(
         failures=failures,
         catalogue=catalogue,
     )
+    if decision is not None and job.target is not None:
+        first = waves.stage_shards(job_plan.layout)[-1][1].start
+        run_report["target"] = decision.to_dict(job.target, first)
+    if len(job_plan.layout.stage_ranges()) > 1:
+        run_report["stages"] = report.stages_section(job_plan.layout, records)
     store.write_json("report.json", json.dumps(run_report, indent=2, sort_keys=True) + "\n")
     return RunOutcome(
         n_shards=job_plan.n_shards,
@@ -147,6 +253,7 @@ def finish(
         report=run_report,
         item_errors=item_errors_of(records),
         store=job.store,
+        target_done=decision is not None and decision.done,
     )
 
 
@@ -176,6 +283,11 @@ def reduce_store(job: Job, store: Store) -> dict[str, Any]:
     """Reduce the complete arrays and write ``result.json``: the answer and what determines it
     (kernel, params, seed), nothing about how it ran, so its bytes never depend on the run."""
     answer = job.kernel.reduce(job.params, job.seed, store.read_arrays(), io=StoreIO(store))
+    return write_result(job, store, answer)
+
+
+def write_result(job: Job, store: Store, answer: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``result.json``: the kernel, params and seed, then the kernel's ``answer``."""
     result = {"kernel": job.kernel_name, "params": job.params_dict(), "seed": job.seed, **answer}
     store.write_json("result.json", result_text(result))
     return result

@@ -26,7 +26,18 @@ from tessera.kernels.base import Kernel, Layout, Location, ParamError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "job": ("name", "kernel", "store", "shards", "shard_size", "seed", "timeout_s", "budget_usd"),
+    "job": (
+        "name",
+        "kernel",
+        "store",
+        "shards",
+        "shard_size",
+        "seed",
+        "timeout_s",
+        "budget_usd",
+        "target_stderr",
+        "target_product",
+    ),
     "params": (),
     "resources": ("vcpus", "memory_mib", "gpus"),
     "retry": ("attempts",),
@@ -54,6 +65,23 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Target:
+    """``[job] target_stderr`` and ``target_product``: run the last stage's shards in waves
+    (prefixes of 1, 2, 4, ... shards) until the reported standard error of ``product`` is at
+    most ``stderr``, or the shards (the cap) or the budget run out (``tessera.engine.waves``).
+    ``product`` ``None`` means the kernel's first product."""
+
+    stderr: float
+    product: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"target_stderr": self.stderr}
+        if self.product is not None:
+            out["target_product"] = self.product
+        return out
+
+
+@dataclass(frozen=True)
 class Job:
     """A validated job. Build it with ``load``/``from_dict``, never by hand."""
 
@@ -75,6 +103,7 @@ class Job:
     # The kernel's layout over n_shards, worked out once where the job was validated (or read
     # back from the store's plan): ``plan(job)`` hands it on, nothing lays the job out again.
     layout: Layout | None = field(default=None, repr=False, compare=False)
+    target: Target | None = None  # [job] target_stderr: not in the spec hash, like the budget
 
     @property
     def kernel(self) -> Kernel:
@@ -107,6 +136,8 @@ class Job:
             job["shards"] = self.n_shards
         if self.budget_usd is not None:
             job["budget_usd"] = self.budget_usd
+        if self.target is not None:
+            job.update(self.target.to_dict())
         return {
             "job": job,
             "params": self.params_dict(),
@@ -234,6 +265,7 @@ class Checked:
     batch: BatchOptions
     params_raw: Mapping[str, Any]
     params: Any = None
+    target: Target | None = None
 
     @property
     def params_checked(self) -> bool:
@@ -328,7 +360,20 @@ def check(
         batch=_batch(batch),
         params_raw=params_raw,
         params=parsed,
+        target=_target(job),
     )
+
+
+def _target(job: Mapping[str, Any]) -> Target | None:
+    """``target_stderr`` (a number > 0) and ``target_product`` (a name; only with a
+    target)."""
+    stderr = _get(job, "job", "target_stderr", float, lo=0.0, lo_open=True)
+    product = _get(job, "job", "target_product", str)
+    if stderr is None:
+        if product is not None:
+            raise SpecError("job.target_product", "applies with job.target_stderr only")
+        return None
+    return Target(stderr, product)
 
 
 def from_dict(
@@ -364,6 +409,8 @@ def from_dict(
         )
     if planned_here:
         check_memory(kernel, params, layout, head.resources.memory_mib)
+    if head.target is not None:
+        check_target(kernel, kernel_name, kernel.params_to_dict(params), head.target)
     return Job(
         name=head.name,
         kernel_name=kernel_name,
@@ -381,7 +428,28 @@ def from_dict(
         n_shards=layout.n_shards,
         kernel_info=head.kernel_info,
         layout=layout,
+        target=head.target,
     )
+
+
+def check_target(
+    kernel: Kernel, kernel_name: str, params: Mapping[str, Any], target: Target
+) -> None:
+    """Refuse a target the kernel cannot stop at: a kernel without ``reduce_prefix``, or a
+    ``target_product`` the job does not price (``SpecError`` naming the key)."""
+    if not hasattr(kernel, "reduce_prefix"):
+        raise SpecError(
+            "job.target_stderr",
+            f"{kernel_name} cannot stop at a standard error (it has no reduce_prefix); remove "
+            f"target_stderr",
+        )
+    products = params.get("products")
+    if target.product is not None and isinstance(products, list) and target.product not in products:
+        raise SpecError(
+            "job.target_product",
+            f"{target.product!r} is not priced by this job (params.products: "
+            f"{', '.join(map(str, products))})",
+        )
 
 
 def _plan(

@@ -15,7 +15,7 @@ from typing import Any
 
 from tessera.engine import faults
 from tessera.engine.config import settings
-from tessera.engine.errors import LentIOError, ShardInterrupted
+from tessera.engine.errors import LentIOError, ShardInterrupted, StageNotReady
 from tessera.engine.events import ShardCommitted, ShardFailed
 from tessera.engine.io import StoreIO
 from tessera.engine.plan import Plan, plan
@@ -71,6 +71,35 @@ def open_store(job: Job, store: Store | None = None) -> tuple[Store, Plan]:
         return _OPEN[key]
 
 
+# Stages of a store seen complete by this process (commits are never undone): (store, stage)
+_STAGES_DONE: set[tuple[str, str, int]] = set()
+
+
+def _check_stage(job: Job, store: Store, job_plan: Plan, index: int) -> str | None:
+    """The name of ``index``'s stage in a staged job (``None`` without stages). Raises
+    ``StageNotReady`` when an earlier stage has shards without a commit record: executors run
+    stages in order, so this is a shard started by hand (``tessera worker``) or a bug."""
+    layout = job_plan.layout
+    if not layout.stages:
+        return None
+    k = layout.stage_of(index)
+    ranges = layout.stage_ranges()
+    for j in range(k):
+        key = (job.store, job.spec_hash, j)
+        if key in _STAGES_DONE:
+            continue
+        committed = store.committed()
+        missing = [i for i in ranges[j][1] if i not in committed]
+        if missing:
+            raise StageNotReady(
+                f"shard {index} belongs to stage {ranges[k][0]!r}, which starts only after "
+                f"every shard of stage {ranges[j][0]!r} has committed; {len(missing)} have not "
+                f"(first: shard {missing[0]})"
+            )
+        _STAGES_DONE.add(key)
+    return ranges[k][0]
+
+
 # How many frames of a kernel error's traceback the failure record keeps (the innermost).
 TRACEBACK_FRAMES = 6
 
@@ -100,6 +129,7 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
     existing = store.read_json(f"_shards/{index}.json")
     if existing is not None:
         return ShardResult(index, "skipped", existing)
+    stage = _check_stage(job, store, job_plan, index)
 
     host = socket.gethostname()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
@@ -159,6 +189,7 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
         "spec_hash": job.spec_hash,
         "stats": dict(output.stats),
         "errors": [{"input": e.input, "reason": e.reason} for e in output.item_errors],
+        **({"stage": stage} if stage is not None else {}),
         # this process's compile time, on its first commit only (not in "seconds")
         **({"compile_seconds": round(compile_seconds, 6)} if compile_seconds is not None else {}),
     }

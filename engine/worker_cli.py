@@ -219,9 +219,10 @@ def _since(started: float) -> float:
 
 
 def reduce_job(job: Any) -> int:
-    """Write ``result.json`` and ``report.json`` if every shard of ``job`` has committed
-    (``tessera.engine.run.finish``, as ``tessera run`` does); otherwise list what is missing
-    and return 1."""
+    """Write ``result.json`` and ``report.json`` if every shard of ``job`` has committed, or a
+    job with ``target_stderr`` is done (``tessera.engine.waves``), through
+    ``tessera.engine.run.finish`` as ``tessera run`` does; otherwise list what is missing and
+    return 1."""
     from tessera.engine import cost
     from tessera.engine.config import settings
     from tessera.engine.run import finish
@@ -229,7 +230,12 @@ def reduce_job(job: Any) -> int:
 
     store, job_plan = open_store(job)
     done = store.committed()
-    if len(done) < job_plan.n_shards:
+    target_done = False
+    if job.target is not None:
+        from tessera.engine import waves
+
+        target_done = waves.decide(job, store, done)[0].done
+    if len(done) < job_plan.n_shards and not target_done:
         failures = store.failures()
         missing = job_plan.n_shards - len(done)
         emit(

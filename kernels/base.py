@@ -65,6 +65,17 @@ class GroupSpec:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One stage of a staged job: its ``name`` (``"calibrate"``, ``"price"``) and how many of
+    the layout's shards it has. Stages take consecutive shard indices in order; stage k + 1's
+    shards start only after every shard of stage k has committed, and they read stage k's
+    outputs through ``ShardIO.arrays`` / ``ShardIO.read_file``."""
+
+    name: str
+    shards: int
+
+
+@dataclass(frozen=True)
 class Layout:
     """The output arrays of a job and how they are cut into shards.
 
@@ -78,6 +89,10 @@ class Layout:
     ``work`` is the job's total work in ``work_unit`` (e.g. path-steps); ``shard_work[i]`` is
     shard ``i``'s part of it, used for throughput and progress. ``groups`` are Zarr groups
     created (with their attributes) before any array.
+
+    ``stages`` cuts the shards into ordered stages (``Stage``); ``()``, the default, is one
+    stage of every shard. A row-cut array gives a shard of a stage that does not write it an
+    empty region (``bounds[i] == bounds[i + 1]``).
     """
 
     arrays: tuple[ArraySpec, ...]
@@ -89,10 +104,29 @@ class Layout:
     # nothing else (``split_rows`` layouts of block sums): plan-time checks then look at the
     # first and the last shard only, whatever the shard count
     regular: bool = False
+    stages: tuple[Stage, ...] = ()
 
     @property
     def n_shards(self) -> int:
         return len(self.shard_work)
+
+    def stage_ranges(self) -> tuple[tuple[str, range], ...]:
+        """Each stage's name and shard indices, in order: ``(("main", range(n)),)`` for a
+        layout without stages."""
+        if not self.stages:
+            return (("main", range(self.n_shards)),)
+        out, start = [], 0
+        for stage in self.stages:
+            out.append((stage.name, range(start, start + stage.shards)))
+            start += stage.shards
+        return tuple(out)
+
+    def stage_of(self, shard: int) -> int:
+        """The index of the stage that ``shard`` belongs to (0 without stages)."""
+        for k, (_, shards) in enumerate(self.stage_ranges()):
+            if shard in shards:
+                return k
+        raise IndexError(f"shard {shard} is out of range for {self.n_shards} shards")
 
     @property
     def work(self) -> int:

@@ -26,7 +26,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tessera.engine.events import Event, RunStarted, ShardCommitted, ShardFailed, ShardStarted
+from tessera.engine.events import (
+    Event,
+    RunStarted,
+    ShardCommitted,
+    ShardFailed,
+    ShardStarted,
+    StageStarted,
+)
 from tests.jobs import job_dict
 
 # 32,768 antithetic paths are 4 blocks of 4,096 samples: 4 shards of one block each.
@@ -48,6 +55,31 @@ def probe_job(store: Path | str, shards: int = SHARDS, **params: Any) -> dict[st
         "params": {"rows": 16, **params},
         "retry": {"attempts": 2},
     }
+
+
+STAGED = "tests.staged_kernel:KERNEL"
+# 16 shards of one block each; the call's standard error after the wave prefixes 1, 2, 4, 8
+# and 16 is 0.112, 0.080, 0.058, 0.041 and 0.029: a target of 0.045 stops after 8 shards.
+TARGET_SHARDS, TARGET_STDERR, TARGET_PREFIX = 16, 0.045, 8
+
+
+def staged_job(store: Path | str, shards: int = 7, **params: Any) -> dict[str, Any]:
+    """A job of ``tests.staged_kernel`` (stage ``fit``: 2 shards, stage ``apply``: ``shards``)."""
+    return {
+        "job": {"name": "conformance-staged", "kernel": STAGED, "store": str(store)}
+        | {"shards": shards, "seed": 5},
+        "params": {"rows": 64, **params},
+        "retry": {"attempts": 2},
+    }
+
+
+def target_job(store: Path | str) -> dict[str, Any]:
+    """A montecarlo.gbm job with ``target_stderr`` that stops at ``TARGET_PREFIX`` shards."""
+    data = job_dict(
+        store, name="conformance-target", shards=TARGET_SHARDS, paths=131_072, steps=4
+    )
+    data["job"]["target_stderr"] = TARGET_STDERR
+    return data
 
 
 @dataclass
@@ -147,6 +179,8 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         mp.delenv("TESSERA_FAULTS", raising=False)
         for name, data in (
             ("gbm", gbm_job(folder / "gbm", shards=1)),
+            ("staged", staged_job(folder / "staged", shards=1)),
+            ("target", target_job(folder / "target")),
             ("probe", probe_job(folder / "probe", shards=1)),
             ("probe-swallow", probe_job(folder / "probe-swallow", shards=1, swallow=True)),
         ):
@@ -254,3 +288,75 @@ class ExecutorTests:
         if by_shard:
             final = by_shard[1][-1]
             assert isinstance(final, ShardFailed) and "LentIOError" in final.reason, final
+
+    def test_stages_run_in_order_with_the_bytes_of_a_one_shard_run(
+        self, execute: Execute, references: dict[str, bytes], tmp_path: Path
+    ) -> None:
+        """A two-stage job (2 fit shards, 7 apply shards): every fit shard ends before any
+        apply shard starts, each commit record names its stage, and result.json equals a run
+        with one apply shard (an apply shard that read an incomplete fit would differ)."""
+        run = execute(staged_job(tmp_path / "store", shards=7), "")
+        assert run.ok, run.output
+        assert run.result_bytes() == references["staged"]
+        records = {i: _record(run.store, i) for i in range(9)}
+        assert [records[i]["stage"] for i in range(9)] == ["fit"] * 2 + ["apply"] * 7
+        fit_end = max(_start(records[i]) + records[i]["seconds"] for i in range(2))
+        apply_start = min(_start(records[i]) for i in range(2, 9))
+        assert fit_end <= apply_start + 0.002, (fit_end, apply_start)  # ms-rounded "started"
+        report = json.loads((run.store / "report.json").read_text())
+        assert [(s["name"], s["shards"], s["committed"]) for s in report["stages"]] == [
+            ("fit", [0, 2], 2),
+            ("apply", [2, 9], 7),
+        ]
+        if self.events_observable and run.events is not None:
+            stages = [e for e in run.events if isinstance(e, StageStarted)]
+            assert [(e.name, e.pending) for e in stages] == [("fit", 2), ("apply", 7)]
+            at = run.events.index(stages[1])
+            before = {e.shard for e in run.events[:at] if isinstance(e, ShardCommitted)}
+            assert before == {0, 1}, before
+
+    def test_a_failure_in_stage_two_resumes_without_rerunning_stage_one(
+        self, execute: Execute, references: dict[str, bytes], tmp_path: Path
+    ) -> None:
+        """Apply shard 5 fails (a kernel error, ``5:raise``); the rerun runs it alone: the fit
+        shards' commit records are untouched and result.json is byte-identical."""
+        data = staged_job(tmp_path / "store", shards=7)
+        first = execute(data, "5:raise")
+        assert not first.ok and first.result_bytes() is None
+        fit = [(first.store / "_shards" / f"{i}.json").read_bytes() for i in range(2)]
+        second = execute(data, "")
+        assert second.ok, second.output
+        assert second.result_bytes() == references["staged"]
+        assert [(second.store / "_shards" / f"{i}.json").read_bytes() for i in range(2)] == fit
+        assert second.attempt_markers(0) == second.attempt_markers(1) == ["1.json"]
+        assert second.attempt_markers(5) == ["1.json", "2.json"]
+
+    def test_target_stderr_stops_at_the_first_qualifying_wave(
+        self, execute: Execute, references: dict[str, bytes], tmp_path: Path
+    ) -> None:
+        """Waves of 1, 2, 4, 8 shards: the standard error after 8 (0.041) is the first at
+        most 0.045, so exactly shards 0..7 run and result.json equals the local run's."""
+        run = execute(target_job(tmp_path / "store"), "")
+        assert run.ok, run.output
+        assert run.result_bytes() == references["target"]
+        result = json.loads(run.result_bytes() or b"{}")
+        target = result["target"]
+        assert (target["met"], target["shards"], target["waves"]) == (True, TARGET_PREFIX, 4)
+        assert target["reached_stderr"] <= TARGET_STDERR
+        assert result["products"]["european_call"]["stderr"] == target["reached_stderr"]
+        assert result["paths"] == 131_072 * TARGET_PREFIX // TARGET_SHARDS
+        committed = sorted(int(p.stem) for p in (run.store / "_shards").glob("*.json"))
+        assert committed == list(range(TARGET_PREFIX))
+        status = run.status()
+        assert status.complete and status.pending == list(range(TARGET_PREFIX, TARGET_SHARDS))
+
+
+def _record(store: Path, shard: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((store / "_shards" / f"{shard}.json").read_text())
+    return data
+
+
+def _start(record: Mapping[str, Any]) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(str(record["started"])).timestamp()

@@ -189,6 +189,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from tessera.engine.store import Store
 
     job = _load(args)
+    if job.target is not None:
+        raise SpecError(
+            "job.target_stderr",
+            "tessera batch submit sends every array job at once and cannot decide between "
+            "waves; run this job with tessera run --executor batch (the driver submits one "
+            "array job per wave) or tessera batch local",
+        )
     env, run_env = batch_settings(), settings()
     queue = _need("--queue", args.queue or job.batch.queue or env.queue, "TESSERA_BATCH_QUEUE")
     definition = _need(

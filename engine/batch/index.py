@@ -29,6 +29,7 @@ class IndexFile:
     array: int
     spec_hash: str
     shards: tuple[int, ...]
+    stage: int = 0  # the job's stage these shards belong to (Layout.stages); 0 without stages
 
     def to_json(self) -> str:
         """Canonical JSON text of the index file."""
@@ -39,6 +40,7 @@ class IndexFile:
                 "array": self.array,
                 "spec_hash": self.spec_hash,
                 "shards": list(self.shards),
+                **({"stage": self.stage} if self.stage else {}),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -70,10 +72,16 @@ def split(pending: Sequence[int], max_size: int = c.MAX_ARRAY_SIZE) -> list[list
 
 
 def index_files(job: Job, submission: str, pending: Sequence[int]) -> list[IndexFile]:
-    """The index files of a submission of ``pending`` shards (pure)."""
-    return [
-        IndexFile(submission, k, job.spec_hash, tuple(run)) for k, run in enumerate(split(pending))
-    ]
+    """The index files of a submission of ``pending`` shards (pure): per stage of the job, in
+    stage order, its pending shards cut by ``split``; array numbers run on across stages."""
+    files: list[IndexFile] = []
+    wanted = set(pending)
+    ranges = job.layout.stage_ranges() if job.layout is not None else (("main", pending),)
+    for stage, (_, shards) in enumerate(ranges):
+        todo = [i for i in shards if i in wanted] if job.layout is not None else list(pending)
+        for run in split(todo):
+            files.append(IndexFile(submission, len(files), job.spec_hash, tuple(run), stage))
+    return files
 
 
 def write(store: Store, job: Job, submission: str, files: Sequence[IndexFile]) -> str:
@@ -153,6 +161,7 @@ def read_index(job_url: str, name: str) -> IndexFile:
             array=int(data["array"]),
             spec_hash=str(data["spec_hash"]),
             shards=tuple(int(s) for s in data["shards"]),
+            stage=int(data.get("stage", 0)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise SpecError("--index-file", f"{url} is not a tessera index file: {exc}") from None

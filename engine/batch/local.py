@@ -172,34 +172,103 @@ def run_local(
     if parallel < 1:
         raise ValueError(f"--parallel {parallel} is out of range; expected >= 1")
     definition = render(job, RenderOptions(image="local", platform=platform))
-    prepared = submit.prepare(job, queue="local", definition=definition["jobDefinitionName"])
-    submit.finalize(prepared, depends_on=[])
-    submit.write_files(prepared)
-    outcome = LocalOutcome(prepared.submission)
     runner = _Runner(definition, os.environ, log)
-    children: list[tuple[Mapping[str, Any], str, int | None]] = []
-    for k, request in enumerate(prepared.arrays):
-        size = (request.get("arrayProperties") or {}).get("size")
-        if size is None:
-            children.append((request, f"local-{k}", None))
-        else:
-            children.extend((request, f"local-{k}:{i}", i) for i in range(size))
+    outcome = LocalOutcome("")
+    if job.target is not None:
+        return _run_waves(job, definition, runner, outcome, parallel, log)
+    prepared = _submission(job, definition, None)
+    outcome.submission = prepared.submission
     log(
         f"batch local: submission {prepared.submission}, {len(prepared.pending)} of "
         f"{prepared.n_shards} shards pending, {len(prepared.arrays)} array job(s), "
         f"{parallel} at a time"
     )
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        results = list(pool.map(lambda child: runner.run_child(*child), children))
-    outcome.failed = [job_id for (_, job_id, _), ok in zip(children, results) if not ok]
-    if outcome.failed:
-        log(
-            f"batch local: {len(outcome.failed)} children failed; the reduce job fails with its "
-            f"dependencies (as on Batch) and result.json is not written"
-        )
-    else:
+    if _run_arrays(prepared, runner, outcome, parallel, log):
         outcome.reduced = runner.run_child(
             submit.reduce_request(prepared, []), "local-reduce", None
         )
+    outcome.attempts = runner.attempts
+    return outcome
+
+
+def _submission(job: Job, definition: Mapping[str, Any], shards: Sequence[int] | None) -> Any:
+    """A real submission (``job.json`` and index files written) of ``shards`` (default: every
+    pending shard)."""
+    prepared = submit.prepare(
+        job, queue="local", definition=definition["jobDefinitionName"], shards=shards
+    )
+    submit.finalize(prepared, depends_on=[])
+    submit.write_files(prepared)
+    return prepared
+
+
+def _run_arrays(
+    prepared: Any,
+    runner: _Runner,
+    outcome: LocalOutcome,
+    parallel: int,
+    log: Callable[[str], None],
+) -> bool:
+    """Run the submission's array jobs stage by stage, as their ``dependsOn`` orders them on
+    Batch: a stage's children start once every child of the stage before succeeded. False
+    (and ``outcome.failed`` set) when a child failed for good."""
+    by_stage: dict[int, list[tuple[Mapping[str, Any], str, int | None]]] = {}
+    for k, (f, request) in enumerate(zip(prepared.files, prepared.arrays)):
+        children = by_stage.setdefault(f.stage, [])
+        size = (request.get("arrayProperties") or {}).get("size")
+        if size is None:
+            children.append((request, f"local-{k}", None))
+        else:
+            children.extend((request, f"local-{k}:{i}", i) for i in range(size))
+    for stage in sorted(by_stage):
+        children = by_stage[stage]
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            results = list(pool.map(lambda child: runner.run_child(*child), children))
+        outcome.failed += [job_id for (_, job_id, _), ok in zip(children, results) if not ok]
+        if outcome.failed:
+            later = " and the later stages do not start" if stage < max(by_stage) else ""
+            log(
+                f"batch local: {len(outcome.failed)} children failed; the reduce job fails "
+                f"with its dependencies{later} (as on Batch) and result.json is not written"
+            )
+            return False
+    return True
+
+
+def _run_waves(
+    job: Job,
+    definition: Mapping[str, Any],
+    runner: _Runner,
+    outcome: LocalOutcome,
+    parallel: int,
+    log: Callable[[str], None],
+) -> LocalOutcome:
+    """A job with ``target_stderr``: one submission per wave (``tessera.engine.waves``), the
+    next only when the last wave's prefix misses the target; then the reduce job."""
+    from tessera.engine import waves
+    from tessera.engine.plan import plan
+    from tessera.engine.store import Store
+
+    store = Store.open_for_job(job, plan(job), create=True)
+    last = waves.stage_shards(plan(job).layout)[-1][1]
+    while True:
+        decision, _ = waves.decide(job, store)
+        if decision.done:
+            break
+        end = last.start + decision.prefix
+        committed = store.committed()
+        earlier = [i for i in range(last.start) if i not in committed]
+        todo = earlier + [i for i in range(last.start, end) if i not in committed]
+        prepared = _submission(job, definition, todo)
+        outcome.submission = prepared.submission
+        log(
+            f"batch local: wave {decision.waves + 1}, submission {prepared.submission}: "
+            f"shards up to {end - 1}, {len(todo)} to run, {parallel} at a time"
+        )
+        if not _run_arrays(prepared, runner, outcome, parallel, log):
+            outcome.attempts = runner.attempts
+            return outcome
+    reduce = submit.reduce_request(_submission(job, definition, []), [])
+    outcome.reduced = runner.run_child(reduce, "local-reduce", None)
     outcome.attempts = runner.attempts
     return outcome

@@ -1,5 +1,9 @@
 """Submit a job to AWS Batch: index files in the store, array jobs of pending shards, a reduce job.
 
+A staged job (``Layout.stages``) gets one or more array jobs per stage, each stage's depending
+on every array job of the stage before (through barrier jobs past 20), so Batch starts stage
+k + 1's children only once stage k's have all succeeded.
+
 Who writes ``result.json``: a reduce job (``tessera worker <job-url> --reduce``) that depends on
 every array job of the submission, so Batch starts it only when all children succeeded; if a
 shard fails, Batch fails the reduce job too and no result is written. Batch allows 20
@@ -286,14 +290,25 @@ def send(client: Any, s: Submission, *, reduce: bool = True, **call_kw: Any) -> 
             sent = ", ".join(done.all) or "none"
             raise BatchError(f"{exc} (already submitted: {sent})") from None
 
-    for request in s.arrays:
-        done.arrays.append(submit(request))
+    def _barrier(k: int, after: Sequence[str]) -> str:
+        done.barriers.append(submit(barrier_request(s, len(done.barriers), after)))
+        return done.barriers[-1]
+
+    stage_ids: dict[int, list[str]] = {}
+    previous: list[str] = []
+    for f, request in zip(s.files, s.arrays):
+        if f.stage not in stage_ids:  # the first array job of a stage: wait for the last one
+            previous = stage_ids[max(stage_ids)] if stage_ids else []
+            stage_ids[f.stage] = []
+            if previous:
+                previous, _ = fan_in(previous, _barrier)
+        if previous:
+            request = {**request, "dependsOn": [{"jobId": i} for i in previous]}
+            validate_request("SubmitJob", request)
+        job_id = submit(request)
+        done.arrays.append(job_id)
+        stage_ids[f.stage].append(job_id)
     if reduce:
-
-        def barrier(k: int, after: Sequence[str]) -> str:
-            done.barriers.append(submit(barrier_request(s, k, after)))
-            return done.barriers[-1]
-
-        after, _ = fan_in(done.arrays, barrier)
+        after, _ = fan_in(done.arrays, _barrier)
         done.reduce = submit(reduce_request(s, after))
     return done

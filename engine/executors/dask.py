@@ -195,6 +195,21 @@ class DaskExecutor:
         self.workers = workers
         self.gpu_workers = gpu_workers
         self.upload_kernel = upload_kernel
+        self._keep = False  # inside session(): keep the connection between run calls
+        self._held: tuple[Any, Any] | None = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep one client (and local cluster) for every ``run`` call inside: the stages and
+        waves of one job. Connects lazily, on the first ``run`` with shards to run."""
+        self._keep = True
+        try:
+            yield
+        finally:
+            self._keep = False
+            held, self._held = self._held, None
+            if held is not None:
+                _close(*held)
 
     def run(
         self,
@@ -207,7 +222,12 @@ class DaskExecutor:
             return
         from distributed import as_completed
 
-        client, cluster = self._connect()
+        if self._held is not None:
+            client, cluster = self._held
+        else:
+            client, cluster = self._connect()
+            if self._keep:
+                self._held = (client, cluster)
         try:
             # Import the kernel and open the store on every worker once, in parallel, before
             # the first shard (a worker's first shard would otherwise pay for it).
@@ -275,9 +295,8 @@ class DaskExecutor:
                     client.run(_quiet, nanny=True)
             raise
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            if self._held is None:
+                _close(client, cluster)
 
     def _connect(self) -> tuple[Any, Any]:
         from distributed import Client, LocalCluster
@@ -328,6 +347,12 @@ class DaskExecutor:
                 env=_PINNED_ENV,
             )
         return Client(cluster), cluster
+
+
+def _close(client: Any, cluster: Any) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def _quiet() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numba
@@ -137,6 +138,23 @@ def _control_variate(
     return price, se, beta
 
 
+def _variant(params: Params) -> Any:
+    """The module that runs a job the Philox kernel below does not: randomized Sobol
+    (:mod:`qmc_gbm`) or Longstaff-Schwartz (:mod:`lsm_gbm`), or ``None``. Each provides
+    ``warm``, ``shards_for_size``, ``default_shards``, ``layout``, ``compute``, ``reduce``,
+    ``reduce_prefix`` and ``shard_memory_bytes`` with the kernel methods' signatures (less
+    ``self``)."""
+    if params.sampler.sobol:
+        from tessera.kernels.montecarlo import qmc_gbm
+
+        return qmc_gbm
+    if params.has_lsm:
+        from tessera.kernels.montecarlo import lsm_gbm
+
+        return lsm_gbm
+    return None
+
+
 class GbmKernel:
     """``montecarlo.gbm``: see DESIGN.md, "Kernels", and
     :mod:`tessera.kernels.montecarlo.params`."""
@@ -154,6 +172,8 @@ class GbmKernel:
 
     def warm(self, params: Params) -> None:
         """The CPU kernel on no blocks: compiles it (or loads Numba's cache)."""
+        if (variant := _variant(params)) is not None:
+            return variant.warm(params)
         k0, k1 = seed_key(0)
         key = np.array([k0, k1], dtype=np.uint64)
         consts = np.array(_constants(params), dtype=np.float64)
@@ -189,12 +209,16 @@ class GbmKernel:
         ``BLOCK_SAMPLES`` samples). Raises ``ParamError`` for ``shard_size < 1``."""
         if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
             raise ParamError("shard_size", f"expected a number of paths >= 1, got {shard_size!r}")
+        if (variant := _variant(params)) is not None:
+            return variant.shards_for_size(params, shard_size)
         samples = max(shard_size // _paths_per_sample(params), 1)
         blocks_per_shard = -(-samples // BLOCK_SAMPLES)
         return -(-n_blocks(params) // blocks_per_shard)
 
     def default_shards(self, params: Params) -> int:
         """About ``DEFAULT_SHARD_WORK`` path-steps per shard, at most one shard per block."""
+        if (variant := _variant(params)) is not None:
+            return variant.default_shards(params)
         work = params.paths * params.steps
         return max(1, min(n_blocks(params), -(-work // DEFAULT_SHARD_WORK)))
 
@@ -202,6 +226,8 @@ class GbmKernel:
         """One array ``sums`` (n_blocks, N_STATS) float64, cut by ``split_rows`` (a shard may
         get several blocks; asking for more shards than blocks gives one block per shard); with
         ``greeks`` also ``greek_sums`` (n_blocks, N_GREEK_STATS), cut the same way."""
+        if (variant := _variant(params)) is not None:
+            return variant.layout(params, n_shards)
         rows = n_blocks(params)
         chunk, bounds = split_rows(rows, n_shards)
         work = tuple(
@@ -233,6 +259,8 @@ class GbmKernel:
         is usable."""
         if not 0 <= shard < layout.n_shards:
             raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
+        if (variant := _variant(params)) is not None:
+            return variant.compute(params, seed, layout, shard, io)
         spec = layout.arrays[0]
         if spec.name != ARRAY or spec.shape != (n_blocks(params), N_STATS):
             raise ValueError(
@@ -282,11 +310,39 @@ class GbmKernel:
         """Prices, standard errors and 95% intervals of the requested products, in the order
         the job lists them, plus ``paths``. Columns are summed with ``math.fsum``. Raises
         ``ValueError`` when the sums do not cover every sample (a missing or foreign shard)."""
+        if (variant := _variant(params)) is not None:
+            return variant.reduce(params, seed, arrays, io)
         rows = np.asarray(arrays[ARRAY][...], dtype=np.float64)
         if rows.shape != (n_blocks(params), N_STATS):
             raise ValueError(
                 f"{ARRAY} has shape {rows.shape}, expected {(n_blocks(params), N_STATS)}"
             )
+        return self._reduce_rows(params, arrays, rows)
+
+    def reduce_prefix(
+        self,
+        params: Params,
+        seed: int,
+        layout: Layout,
+        arrays: Mapping[str, Any],
+        shards: int,
+        io: ShardIO | None = None,
+    ) -> dict[str, Any]:
+        """The answer of the first ``shards`` shards alone (``[job] target_stderr``): the
+        same keys as ``reduce``, over their blocks, with ``paths`` the paths they hold."""
+        if (variant := _variant(params)) is not None:
+            return variant.reduce_prefix(params, seed, layout, arrays, shards, io)
+        if shards == layout.n_shards:
+            return self.reduce(params, seed, arrays, io)
+        stop = layout.bounds[0][shards]
+        prefix = replace(params, paths=_block_paths(params, 0, stop))
+        rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
+        sliced = {name: _Rows(arrays[name], stop) for name in arrays}
+        return self._reduce_rows(prefix, sliced, rows)
+
+    def _reduce_rows(
+        self, params: Params, arrays: Mapping[str, Any], rows: np.ndarray
+    ) -> dict[str, Any]:
         tot = [math.fsum(rows[:, c].tolist()) for c in range(N_STATS)]
         n = tot[COL_COUNT]
         if n != params.samples:
@@ -348,11 +404,23 @@ class GbmKernel:
         """Projected peak bytes of one shard beyond the interpreter and compiled code: the lane
         state of one block per Numba thread, plus the shard's rows twice (the result and the
         copy the store encodes). Independent of ``paths`` for a fixed number of rows."""
+        if (variant := _variant(params)) is not None:
+            return variant.shard_memory_bytes(params, layout, shard)
         start, stop = layout.region(shard)[ARRAY]
         width = N_STATS + (N_GREEK_STATS if params.greeks else 0)
         rows_bytes = (stop - start) * width * 8
         lanes = _LANE_STATE_BYTES + (_GREEK_LANE_BYTES if params.greeks else 0)
         return lanes * numba.config.NUMBA_NUM_THREADS + 2 * rows_bytes
+
+
+class _Rows:
+    """The first ``stop`` rows of a lazy array: what ``reduce`` reads for a prefix."""
+
+    def __init__(self, array: Any, stop: int) -> None:
+        self.array, self.stop = array, stop
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        return np.asarray(self.array[0 : self.stop])[selection]
 
 
 KERNEL = GbmKernel()

@@ -10,7 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from tessera.kernels.base import ParamError
-from tessera.kernels.validate import boolean, finite_number, integer_in, shown, suggest
+from tessera.kernels.montecarlo.qmc_params import (
+    PHILOX,
+    Sampler,
+    antithetic_default,
+    parse_sampler,
+    sampler_dict,
+)
+from tessera.kernels.validate import (
+    boolean,
+    bounded_integer,
+    check_keys,
+    choice,
+    finite_number,
+    integer_in,
+    shown,
+    suggest,
+)
 
 PRODUCTS: tuple[str, ...] = (
     "european_call",
@@ -18,7 +34,19 @@ PRODUCTS: tuple[str, ...] = (
     "asian_arithmetic_call",
     "asian_geometric_call",
     "barrier_up_out_call",
+    "american_put",
+    "american_call",
+    "bermudan_put",
 )
+# Priced by Longstaff-Schwartz in two stages (calibrate, then price); a job with one of these
+# may also list the Europeans, priced on the same pricing paths, and nothing else
+LSM_PRODUCTS: tuple[str, ...] = ("american_put", "american_call", "bermudan_put")
+LSM_COMPANIONS: frozenset[str] = frozenset({"european_call", "european_put"})
+LSM_BASES: tuple[str, ...] = ("laguerre", "monomial")
+LSM_KEYS: tuple[str, ...] = ("basis", "degree", "calibration_paths")
+DEFAULT_LSM_DEGREE = 3
+DEFAULT_CALIBRATION_PATHS = 100_000
+MAX_CALIBRATION_PATHS = 10_000_000
 BARRIER_PRODUCTS: frozenset[str] = frozenset({"barrier_up_out_call"})
 DEFAULT_PRODUCTS: tuple[str, ...] = ("european_call", "european_put")
 GREEKS: tuple[str, ...] = ("delta", "gamma", "vega", "rho", "theta")
@@ -39,8 +67,25 @@ KEYS: tuple[str, ...] = (
     "antithetic",
     "control_variate",
     "greeks",
+    "sampler",
+    "replicates",
+    "brownian_bridge",
+    "exercise_dates",
+    "lsm",
 )
 REQUIRED: tuple[str, ...] = ("paths", "steps", "spot", "strike", "rate", "volatility", "maturity")
+
+
+@dataclass(frozen=True)
+class Lsm:
+    """Longstaff-Schwartz settings: the regression ``basis`` (``"laguerre"``, weighted by
+    exp(-x/2) as in Longstaff and Schwartz (2001), or ``"monomial"``) in the moneyness
+    x = S / strike, its ``degree`` (1..6: the constant plus ``degree`` functions) and the
+    independent ``calibration_paths`` the regression runs on."""
+
+    basis: str = "laguerre"
+    degree: int = DEFAULT_LSM_DEGREE
+    calibration_paths: int = DEFAULT_CALIBRATION_PATHS
 
 
 @dataclass(frozen=True)
@@ -56,6 +101,13 @@ class Params:
     form. ``greeks`` (any of delta, gamma, vega, rho, theta) are derivatives of each product's
     price in the parameters' own units: d/dspot, d2/dspot2, d/dvolatility, d/drate and
     -d/dmaturity (per year).
+
+    ``sampler`` is Philox or randomized Sobol (:mod:`qmc_params`). ``american_put`` and
+    ``american_call`` may be exercised at every fixing t_i; ``bermudan_put`` at the
+    ``exercise_dates`` dates maturity * k / exercise_dates, k = 1..exercise_dates (a divisor
+    of ``steps``, so every date is a fixing; time 0 excluded). ``lsm`` holds the
+    Longstaff-Schwartz settings; it and ``exercise_dates`` are ``None`` in a job without an
+    LSM product.
     """
 
     paths: int
@@ -70,6 +122,14 @@ class Params:
     antithetic: bool = True
     control_variate: bool = True
     greeks: tuple[str, ...] = ()
+    sampler: Sampler = PHILOX
+    exercise_dates: int | None = None
+    lsm: Lsm | None = None
+
+    @property
+    def has_lsm(self) -> bool:
+        """True when a product is priced by Longstaff-Schwartz (a two-stage job)."""
+        return self.lsm is not None
 
     @property
     def samples(self) -> int:
@@ -177,7 +237,10 @@ def parse(raw: Mapping[str, Any]) -> Params:
     elif wants_barrier:
         raise ParamError("barrier", "is required by barrier_up_out_call (a level above spot)")
 
-    antithetic = boolean(raw, "antithetic", True)
+    greeks = greek_names(raw, "greeks", GREEKS)
+    sampler = parse_sampler(raw, paths, steps)
+    exercise_dates, lsm = _lsm(raw, products, steps, greeks, sampler)
+    antithetic = boolean(raw, "antithetic", antithetic_default(raw))
     if antithetic and (paths % 2 or paths < 4):
         raise ParamError(
             "paths",
@@ -185,7 +248,11 @@ def parse(raw: Mapping[str, Any]) -> Params:
             f"got {paths}",
         )
     control_variate = boolean(raw, "control_variate", True)
-    greeks = greek_names(raw, "greeks", GREEKS)
+    if sampler.sobol and greeks:
+        raise ParamError(
+            "greeks",
+            'are computed with sampler = "philox" only (leave out greeks or the sampler)',
+        )
     return Params(
         paths=paths,
         steps=steps,
@@ -199,7 +266,70 @@ def parse(raw: Mapping[str, Any]) -> Params:
         antithetic=antithetic,
         control_variate=control_variate,
         greeks=greeks,
+        sampler=sampler,
+        exercise_dates=exercise_dates,
+        lsm=lsm,
     )
+
+
+def _lsm(
+    raw: Mapping[str, Any],
+    products: tuple[str, ...],
+    steps: int,
+    greeks: tuple[str, ...],
+    sampler: Sampler,
+) -> tuple[int | None, Lsm | None]:
+    """``exercise_dates`` and the ``lsm`` table: both ``None`` without an LSM product (and
+    then refused if given)."""
+    lsm_products = [p for p in products if p in LSM_PRODUCTS]
+    if not lsm_products:
+        for key in ("exercise_dates", "lsm"):
+            if key in raw:
+                raise ParamError(
+                    key, f"applies to the products {', '.join(LSM_PRODUCTS)} only, none listed"
+                )
+        return None, None
+    others = [p for p in products if p not in LSM_PRODUCTS and p not in LSM_COMPANIONS]
+    if others:
+        raise ParamError(
+            "products",
+            f"{others[0]!r} cannot be priced in a job with {lsm_products[0]!r}: a Longstaff-"
+            f"Schwartz job prices {', '.join(LSM_PRODUCTS)} and the Europeans only (run "
+            f"{others[0]} as its own job)",
+        )
+    if greeks:
+        raise ParamError("greeks", f"are not computed for {lsm_products[0]} (leave out greeks)")
+    if sampler.sobol:
+        raise ParamError(
+            "sampler",
+            f'{lsm_products[0]} is priced with sampler = "philox" only (Longstaff-Schwartz '
+            "exercise is not smooth in the path, so QMC gains little)",
+        )
+    dates = integer_in(raw, "exercise_dates", 1, steps, steps)
+    if steps % dates:
+        raise ParamError(
+            "exercise_dates",
+            f"expected a divisor of steps = {steps} (every exercise date must be a fixing), "
+            f"got {dates}",
+        )
+    table = raw.get("lsm", {})
+    if not isinstance(table, Mapping):
+        raise ParamError(
+            "lsm", f"expected a table (basis, degree, calibration_paths), got {shown(table)}"
+        )
+    check_keys(table, LSM_KEYS, prefix="lsm.")
+    named = {"lsm.basis": table["basis"]} if "basis" in table else {}
+    basis = choice(named, "lsm.basis", LSM_BASES, "laguerre")
+    degree = bounded_integer(table, "degree", 1, 6, DEFAULT_LSM_DEGREE, name="lsm.degree")
+    calibration = bounded_integer(
+        table,
+        "calibration_paths",
+        1_000,
+        MAX_CALIBRATION_PATHS,
+        DEFAULT_CALIBRATION_PATHS,
+        name="lsm.calibration_paths",
+    )
+    return dates, Lsm(basis, degree, calibration)
 
 
 def to_dict(params: Params) -> dict[str, Any]:
@@ -223,4 +353,12 @@ def to_dict(params: Params) -> dict[str, Any]:
         out["barrier"] = float(params.barrier)
     if params.greeks:
         out["greeks"] = list(params.greeks)
+    out.update(sampler_dict(params.sampler))
+    if params.lsm is not None:
+        out["exercise_dates"] = params.exercise_dates
+        out["lsm"] = {
+            "basis": params.lsm.basis,
+            "degree": params.lsm.degree,
+            "calibration_paths": params.lsm.calibration_paths,
+        }
     return out
