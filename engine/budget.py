@@ -147,6 +147,9 @@ class Budget:
         self.basis = basis
         self.records: dict[int, Mapping[str, Any]] = dict(committed)
         self.stopped: Projection | None = None
+        # The shards that count as the job: all, or (a job with target_stderr) those up to the
+        # end of the wave about to run, so the budget is weighed against what may run next
+        self.horizon: int | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ShardCommitted):
@@ -157,7 +160,8 @@ class Budget:
         time (a run never stops on the ``timeout_s`` upper bound alone)."""
         if not any(float(r.get("seconds", 0.0)) > 0 for r in self.records.values()):
             return None
-        pending = [i for i in range(len(self.shard_work)) if i not in self.records]
+        end = len(self.shard_work) if self.horizon is None else self.horizon
+        pending = [i for i in range(end) if i not in self.records]
         return project(
             self.job,
             self.records,

@@ -75,9 +75,7 @@ def staged_job(store: Path | str, shards: int = 7, **params: Any) -> dict[str, A
 
 def target_job(store: Path | str) -> dict[str, Any]:
     """A montecarlo.gbm job with ``target_stderr`` that stops at ``TARGET_PREFIX`` shards."""
-    data = job_dict(
-        store, name="conformance-target", shards=TARGET_SHARDS, paths=131_072, steps=4
-    )
+    data = job_dict(store, name="conformance-target", shards=TARGET_SHARDS, paths=131_072, steps=4)
     data["job"]["target_stderr"] = TARGET_STDERR
     return data
 

@@ -370,3 +370,67 @@ def test_batch_executor_runs_a_job_through_batch(
     assert (tmp_path / "store" / "result.json").read_bytes() == (
         tmp_path / "ref" / "result.json"
     ).read_bytes()
+
+
+def _staged(store: Path, fit_shards: int, shards: int) -> spec.Job:
+    data = {
+        "job": {"name": "staged", "kernel": "tests.staged_kernel:KERNEL", "store": str(store)}
+        | {"shards": shards},
+        "params": {"rows": 64, "fit_shards": fit_shards},
+    }
+    return spec.from_dict(data)
+
+
+def test_a_staged_job_is_one_array_job_per_stage_each_waiting_for_the_last(
+    moto_batch: MotoBatch, setup: dict[str, str], tmp_path: Path
+) -> None:
+    """Stage ``apply``'s array job depends on stage ``fit``'s; the index files name the stage;
+    the reduce job waits for both."""
+    job = _staged(tmp_path / "store", 3, 5)
+    s = submit.prepare(job, queue=setup["queue"], definition=setup["definition"])
+    submit.finalize(s, depends_on=[])
+    submit.write_files(s)
+    client = moto_batch.client()
+    done = submit.send(client, s)
+    assert len(done.arrays) == 2 and not done.barriers
+    jobs = {j["jobId"]: j for j in client.describe_jobs(jobs=done.all)["jobs"]}
+    fit, apply = (jobs[i] for i in done.arrays)
+    assert "dependsOn" not in fit or not fit["dependsOn"]
+    assert apply["dependsOn"] == [{"jobId": done.arrays[0]}]
+    assert [f.stage for f in s.files] == [0, 1]
+    assert index.read_index(s.job_url, "index-0.json").shards == (0, 1, 2)
+    f = index.read_index(s.job_url, "index-1.json")
+    assert (f.stage, f.shards) == (1, (3, 4, 5, 6, 7))
+    reduce = jobs[done.reduce or ""]
+    assert sorted(d["jobId"] for d in reduce["dependsOn"]) == sorted(done.arrays)
+
+
+def test_a_stage_of_many_array_jobs_is_waited_for_through_barrier_jobs(
+    moto_batch: MotoBatch, setup: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With arrays of at most 2 children and 3 dependencies a job (the limits scaled down
+    from 10,000 and 20), stage ``fit``'s 8 shards are 4 array jobs: the apply stage's array
+    jobs wait for 2 barrier jobs over them, never for more than 3 jobs."""
+    from tessera.engine.batch import contract
+
+    monkeypatch.setattr(contract, "MAX_ARRAY_SIZE", 2)
+    monkeypatch.setattr(contract, "MAX_DEPENDS_ON", 3)
+    monkeypatch.setattr(index.split, "__defaults__", (2,))
+    job = _staged(tmp_path / "store", 8, 4)
+    s = submit.prepare(job, queue=setup["queue"], definition=setup["definition"])
+    submit.finalize(s, depends_on=[])
+    submit.write_files(s)
+    client = moto_batch.client()
+    done = submit.send(client, s)
+    stages = [f.stage for f in s.files]
+    assert stages == [0, 0, 0, 0, 1, 1]
+    fit_ids, apply_ids = done.arrays[:4], done.arrays[4:]
+    jobs = {j["jobId"]: j for j in client.describe_jobs(jobs=done.all)["jobs"]}
+    first_barriers = done.barriers[:2]
+    for b in first_barriers:
+        assert jobs[b]["container"]["command"] == ["--version"]
+    waited = sorted(d["jobId"] for b in first_barriers for d in jobs[b]["dependsOn"])
+    assert waited == sorted(fit_ids)
+    for a in apply_ids:
+        assert sorted(d["jobId"] for d in jobs[a]["dependsOn"]) == sorted(first_barriers)
+    assert all(len(j.get("dependsOn", [])) <= 3 for j in jobs.values())
