@@ -68,16 +68,24 @@ class Decision:
         }
 
 
-def target_product(target: Any, answer: Mapping[str, Any]) -> str:
-    """The product the target names, or the answer's first product. Raises ``ValueError``
-    when the answer has no such product."""
+def stderr_of(target: Any, answer: Mapping[str, Any]) -> float:
+    """The standard error the target watches: ``products.<target_product>.stderr`` (the
+    first product when none is named), or the answer's own ``stderr`` for a kernel with one
+    estimate (an SDK ``BlockKernel`` like ``pi_mc``). Raises ``ValueError`` when the answer
+    has neither."""
     products = answer.get("products")
-    if not isinstance(products, Mapping) or not products:
-        raise ValueError("the kernel's answer has no products to take a standard error from")
-    name = target.product or next(iter(products))
-    if name not in products:
-        raise ValueError(f"target_product {name!r} is not in the answer ({', '.join(products)})")
-    return str(name)
+    if isinstance(products, Mapping) and products:
+        name = target.product or next(iter(products))
+        if name not in products:
+            listed = ", ".join(products)
+            raise ValueError(f"target_product {name!r} is not in the answer ({listed})")
+        return float(products[name]["stderr"])
+    if "stderr" in answer and target.product is None:
+        return float(answer["stderr"])
+    raise ValueError(
+        "the kernel's answer has no products.<name>.stderr nor stderr to stop at "
+        "(target_stderr needs one)"
+    )
 
 
 def decide(
@@ -96,8 +104,7 @@ def decide(
         if any(last.start + i not in done_shards for i in range(end)):
             return Decision(end, stderr, False, False, waves), None
         answer = reduce_prefix(job, store, end)
-        name = target_product(job.target, answer)
-        stderr = float(answer["products"][name]["stderr"])
+        stderr = stderr_of(job.target, answer)
         waves += 1
         if stderr <= job.target.stderr:
             return Decision(end, stderr, True, True, waves), answer

@@ -349,3 +349,20 @@ class BlockKernel(Kernel):
         rows = np.asarray(arrays[self.array][...], dtype=np.float64)
         totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
         return self.finish(params, totals)
+
+    def reduce_prefix(
+        self,
+        params: Any,
+        seed: int,
+        layout: Layout,
+        arrays: Mapping[str, Any],
+        shards: int,
+        io: ShardIO | None = None,
+    ) -> dict[str, Any]:
+        """The answer of the first ``shards`` shards (``[job] target_stderr``): ``finish`` on
+        the totals of their blocks only, so ``finish`` must take its counts from the totals
+        (as ``points`` above), not from ``params``."""
+        stop = layout.bounds[0][shards]
+        rows = np.asarray(arrays[self.array][0:stop], dtype=np.float64)
+        totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
+        return self.finish(params, totals)

@@ -560,3 +560,31 @@ def test_readme_kernel_runs_everywhere_with_the_same_bytes_and_the_right_answer(
     result = json.loads(reference)
     assert abs(result["pi"] - math.pi) < 4 * result["stderr"]
     assert 0 < result["stderr"] < 0.01
+
+
+def test_readme_kernel_stops_at_a_target_stderr(
+    readme_kernel: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A ``BlockKernel`` gets ``reduce_prefix`` from the SDK: the README's pi kernel with
+    ``target_stderr = 0.0015`` over 16 shards of 250,000 points stops after 8 (the standard
+    error of pi is about 1.64 / sqrt(points): 0.00164 after 4 shards, 0.00116 after 8)."""
+    folder, job = readme_kernel
+    text = job.read_text().replace("shards = 4\n", "shards = 16\ntarget_stderr = 0.0015\n")
+    target_job = tmp_path / "target.toml"
+    target_job.write_text(text)
+    store = tmp_path / "store"
+    proc = _cli(
+        "run",
+        str(target_job),
+        "--executor",
+        "local",
+        "--store",
+        str(store),
+        env=_env(PYTHONPATH=str(folder)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((store / "result.json").read_text())
+    assert result["target"]["met"] and result["target"]["shards"] == 8, result["target"]
+    assert result["stderr"] == result["target"]["reached_stderr"] <= 0.0015
+    assert abs(result["pi"] - math.pi) < 4 * result["stderr"]
+    assert "target reached" in proc.stderr
