@@ -225,6 +225,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"ok: job {job.name}, kernel {job.kernel_name}, {plural(job_plan.n_shards, 'shard')}, "
         f"{job_plan.work:,} {job_plan.work_unit}, store {job.store}, spec {job.spec_hash[:12]}"
     )
+    stages = job_plan.layout.stage_ranges()
+    if len(stages) > 1:
+        parts = [f"{name} ({plural(len(shards), 'shard')})" for name, shards in stages]
+        print(f"stages, in order: {', then '.join(parts)}")
+    if job.target is not None:
+        product = job.target.product or "the first product"
+        print(
+            f"target: standard error <= {job.target.stderr:g} of {product}, in waves of 1, 2, "
+            f"4, ... of the last stage's {plural(len(stages[-1][1]), 'shard')} (the cap)"
+        )
     return EXIT_OK
 
 

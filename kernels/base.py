@@ -252,6 +252,11 @@ class Kernel(Protocol):
     def shard_memory_bytes(self, params: Any, layout: Layout, shard: int) -> int:
         """Projected peak memory of one shard, for plan-time checks."""
 
+    # Optional: ``reduce_prefix(params, seed, layout, arrays, shards, io=None) -> dict``, the
+    # answer of the first ``shards`` shards of the last stage alone, with the keys of
+    # ``reduce`` (``products.<name>.stderr``, or ``stderr``). A job may set
+    # ``[job] target_stderr`` only with a kernel that has it (``tessera.engine.waves``).
+
 
 def split_rows(n_rows: int, n_shards: int) -> tuple[int, tuple[int, ...]]:
     """Cut ``n_rows`` rows into at most ``n_shards`` shards of whole, equal chunks.

@@ -434,3 +434,54 @@ def test_a_stage_of_many_array_jobs_is_waited_for_through_barrier_jobs(
     for a in apply_ids:
         assert sorted(d["jobId"] for d in jobs[a]["dependsOn"]) == sorted(first_barriers)
     assert all(len(j.get("dependsOn", [])) <= 3 for j in jobs.values())
+
+
+def test_batch_executor_runs_a_staged_job_one_stage_after_the_other(
+    moto_batch: MotoBatch,
+    setup: dict[str, str],
+    tmp_path: Path,
+    no_faults: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tessera run --executor batch`` on a staged job: the apply stage's array job is
+    submitted only once every fit shard has committed (the test plays the containers, as
+    above), and result.json equals a local run's."""
+    job = _staged(tmp_path / "store", 2, 3)
+    submitted: list[list[int]] = []
+    real_prepare = submit.prepare
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        committed = sorted(Store.open_existing(job.store).committed())
+        submitted.append(committed)
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr("tessera.engine.executors.batch.submit.prepare", prepare)
+
+    def sleep(seconds: float) -> None:
+        store = Store.open_existing(job.store)
+        stage = next(r for _, r in job.layout.stage_ranges() if set(r) - store.committed())
+        for i in sorted(set(stage) - store.committed()):
+            run_shard(job, i)
+
+    real = status.describe
+
+    def describe(c: Any, ids: Any) -> Any:
+        jobs = real(c, ids)
+        store = Store.open_existing(job.store)
+        for j in jobs:
+            f = index.read_index(j["parameters"]["job_url"], j["parameters"]["index_file"])
+            if set(f.shards) - store.committed():
+                j["status"] = "RUNNING"
+        return jobs
+
+    monkeypatch.setattr("tessera.engine.executors.batch.describe", describe)
+    client = moto_batch.client()
+    executor = BatchExecutor(setup["queue"], setup["definition"], client=client, sleep=sleep)
+    outcome = run_job(job, executor, lambda e: None)
+    assert outcome.ok, outcome.failures
+    assert submitted == [[], [0, 1]]  # the apply stage was submitted after the fit committed
+    local = _staged(tmp_path / "ref", 2, 1)
+    assert run_job(local, executors.create("local"), lambda e: None).ok
+    assert (tmp_path / "store" / "result.json").read_bytes() == (
+        tmp_path / "ref" / "result.json"
+    ).read_bytes()
