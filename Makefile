@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tessera validate examples/option-pricing.toml
 	$(VENV)/bin/tessera run examples/option-pricing.toml
 
-test: $(STAMP) ensure-chromium vendor-openseadragon
+test: $(STAMP) ensure-chromium ensure-vips vendor-openseadragon
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
