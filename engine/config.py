@@ -70,12 +70,27 @@ class BatchEnv:
 
 def batch_env() -> BatchEnv:
     """Read ``AWS_BATCH_JOB_ARRAY_INDEX``, ``AWS_BATCH_JOB_ATTEMPT`` and ``AWS_BATCH_JOB_ID``.
+    Without ``AWS_BATCH_JOB_ARRAY_INDEX``, an array child's index is the suffix of its job id
+    (``<parent id>:<index>``): real Batch sets both, moto's Docker-backed Batch only the id.
     Raises ``ValueError`` naming a variable that is not a non-negative integer."""
+    job_id = os.environ.get("AWS_BATCH_JOB_ID", "").strip() or None
+    index = _int_var("AWS_BATCH_JOB_ARRAY_INDEX", lo=0)
+    if index is None and job_id is not None:
+        index = index_of_job_id(job_id)
     return BatchEnv(
-        array_index=_int_var("AWS_BATCH_JOB_ARRAY_INDEX", lo=0),
+        array_index=index,
         attempt=_int_var("AWS_BATCH_JOB_ATTEMPT", lo=1),
-        job_id=os.environ.get("AWS_BATCH_JOB_ID", "").strip() or None,
+        job_id=job_id,
     )
+
+
+def index_of_job_id(job_id: str) -> int | None:
+    """The array index of an array child's job id ``<parent id>:<index>``, or ``None`` for a
+    job id without one (a single job, or the parent) (pure)."""
+    parent, sep, suffix = job_id.rpartition(":")
+    if not sep or not parent or not suffix.isdigit() or not suffix.isascii():
+        return None
+    return int(suffix)
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,35 @@ def test_batch_local_on_s3_reads_the_job_and_index_from_the_store(
     assert body == reference
     names = sorted(o["Key"].rsplit("/", 1)[-1] for o in listed["Contents"])
     assert names == ["index-0.json", "job.json"]
+
+
+def test_the_array_index_falls_back_to_the_job_id_suffix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto's Batch gives a child ``AWS_BATCH_JOB_ID=<parent>:<index>`` and no
+    ``AWS_BATCH_JOB_ARRAY_INDEX``; real Batch sets both (and the variable wins). A worker with
+    only the id runs the shard of its suffix."""
+    from tessera.engine.config import batch_env, index_of_job_id
+
+    parent = "6a7b2c1e-1f0a-4f7e-9f34-2f1d0c9b8a7e"
+    assert index_of_job_id(f"{parent}:3") == 3
+    assert index_of_job_id(parent) is None
+    assert index_of_job_id(f"{parent}:x") is None
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)
+    monkeypatch.setenv("AWS_BATCH_JOB_ID", f"{parent}:1")
+    assert batch_env().array_index == 1
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "0")
+    assert batch_env().array_index == 0
+
+    s = _submission(tmp_path / "store", shards=2)
+    env = {k: v for k, v in _env().items() if k != "AWS_BATCH_JOB_ARRAY_INDEX"}
+    env["AWS_BATCH_JOB_ID"] = f"{parent}:1"
+    proc = subprocess.run(
+        [*TESSERA, "worker", s.job_url, "--index-file", "index-0.json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Store.open_existing(s.job.store).committed() == {1}
