@@ -357,7 +357,11 @@ def _close(client: Any, cluster: Any) -> None:
 
 def _quiet() -> None:
     """Silence Dask's loggers in this process (on Ctrl-C: cancelled tasks are expected)."""
-    for name in ("distributed", "tornado", "asyncio"):
+    # Dask's config gives some child loggers their own level (tornado.application: error), so
+    # setting the parents' is not enough: every existing logger under them is set too.
+    prefixes = ("distributed", "tornado", "asyncio")
+    names = [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in prefixes]
+    for name in {*prefixes, *names}:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
