@@ -45,13 +45,19 @@ def job_dict(
     }
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table: lsm = { calibration_paths = 10000 }
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
 def to_toml(data: dict[str, Any]) -> str:
-    """Write a job dict (tables of scalars and lists) as TOML."""
+    """Write a job dict (tables of scalars, lists and inline tables) as TOML."""
     lines = []
     for section, table in data.items():
         lines.append(f"[{section}]")
         for key, value in table.items():
-            lines.append(f"{key} = {json.dumps(value)}")
+            lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
