@@ -90,6 +90,7 @@ def test_a_wheel_holds_only_the_tessera_package(tmp_path: Path) -> None:
         wheel.name.split("-py3")[0] + ".dist-info",
     }
     assert "tessera/engine/prices.toml" in names and "tessera/kernels/sdk.py" in names
+    assert "tessera/kernels/montecarlo/data/new-joe-kuo-6.21201.npz" in names  # Sobol's table
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
