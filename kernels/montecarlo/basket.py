@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numba
@@ -93,6 +94,16 @@ def geometric_reference(params: Params) -> float:
     )
 
 
+def _sobol(params: Params) -> Any:
+    """:mod:`basket_qmc` for a ``sampler = "sobol"`` job (its functions have the kernel
+    methods' signatures, less ``self``), else ``None``."""
+    if params.sampler.sobol:
+        from tessera.kernels.montecarlo import basket_qmc
+
+        return basket_qmc
+    return None
+
+
 class BasketKernel(BlockKernel):
     """``montecarlo.basket``: see :mod:`tessera.kernels.montecarlo.basket_params` for the
     params and products, :mod:`tessera.kernels.montecarlo.basket_cpu` for the simulation."""
@@ -147,6 +158,8 @@ class BasketKernel(BlockKernel):
     def shards_for_size(self, params: Params, shard_size: int) -> int:
         """Shards when each holds ``shard_size`` paths (rounded up to whole blocks of
         ``BLOCK_SAMPLES`` samples). Raises ``ParamError`` for ``shard_size < 1``."""
+        if (variant := _sobol(params)) is not None:
+            return variant.shards_for_size(params, shard_size)
         if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
             raise ParamError("shard_size", f"expected a number of paths >= 1, got {shard_size!r}")
         samples = max(shard_size // _paths_per_sample(params), 1)
@@ -155,12 +168,16 @@ class BasketKernel(BlockKernel):
 
     def default_shards(self, params: Params) -> int:
         """About ``DEFAULT_SHARD_WORK`` asset-path-steps per shard, at most one per block."""
+        if (variant := _sobol(params)) is not None:
+            return variant.default_shards(params)
         work = params.paths * params.steps * params.assets
         return max(1, min(n_blocks(params), -(-work // DEFAULT_SHARD_WORK)))
 
     def layout(self, params: Params, n_shards: int) -> Layout:
         """One array ``sums`` (n_blocks, N_STATS) float64, cut by ``split_rows``; work in
         asset-path-steps."""
+        if (variant := _sobol(params)) is not None:
+            return variant.layout(params, n_shards)
         rows = n_blocks(params)
         chunk, bounds = split_rows(rows, n_shards)
         work = tuple(self._work(params, a, b) for a, b in zip(bounds[:-1], bounds[1:]))
@@ -179,6 +196,8 @@ class BasketKernel(BlockKernel):
         "paths", "asset_path_steps"}``. CPU only: raises ``ValueError`` when the engine lends
         a GPU (``io.device == "cuda"``), and for a shard out of range or a layout of another
         job."""
+        if (variant := _sobol(params)) is not None:
+            return variant.compute(params, seed, layout, shard, io)
         if io is not None and io.device != "cpu":
             raise ValueError(f"{_NO_GPU} (the engine lent device {io.device!r})")
         if not 0 <= shard < layout.n_shards:
@@ -202,10 +221,41 @@ class BasketKernel(BlockKernel):
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
     ) -> dict[str, Any]:
         """Checks the shape of ``sums``, then ``finish`` on the exact column totals."""
+        if (variant := _sobol(params)) is not None:
+            return variant.reduce(params, seed, arrays, io)
         shape = tuple(arrays[ARRAY].shape)
         if shape != (n_blocks(params), N_STATS):
             raise ValueError(f"{ARRAY} has shape {shape}, expected {(n_blocks(params), N_STATS)}")
         return super().reduce(params, seed, arrays, io)
+
+    def warm(self, params: Params) -> None:
+        """Compile the kernel the job runs (or load Numba's cache) on no blocks."""
+        if (variant := _sobol(params)) is not None:
+            return variant.warm(params)
+        return super().warm(params)
+
+    def reduce_prefix(
+        self,
+        params: Params,
+        seed: int,
+        layout: Layout,
+        arrays: Mapping[str, Any],
+        shards: int,
+        io: ShardIO | None = None,
+    ) -> dict[str, Any]:
+        """The answer of the first ``shards`` shards alone (``[job] target_stderr``):
+        ``reduce``'s keys over their blocks, ``paths`` the paths they hold."""
+        if (variant := _sobol(params)) is not None:
+            return variant.reduce_prefix(params, seed, layout, arrays, shards, io)
+        if not 1 <= shards <= layout.n_shards:
+            raise ValueError(f"shards must be in 1..{layout.n_shards}, got {shards}")
+        if shards == layout.n_shards:
+            return self.reduce(params, seed, arrays, io)
+        stop = layout.bounds[0][shards]
+        prefix = replace(params, paths=_block_paths(params, 0, stop))
+        rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
+        totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
+        return self.finish(prefix, totals)
 
     def finish(self, params: Params, totals: dict[str, float]) -> dict[str, Any]:
         """Price, standard error and 95% interval of each requested product (in the job's
@@ -247,6 +297,8 @@ class BasketKernel(BlockKernel):
         block's lane state per Numba thread (3 n + 14 arrays of LANES float64, the
         accumulators included), plus the shard's rows twice (the result and the copy the store
         encodes)."""
+        if (variant := _sobol(params)) is not None:
+            return variant.shard_memory_bytes(params, layout, shard)
         start, stop = layout.region(shard)[ARRAY]
         lanes = (3 * params.assets + 14 + 9) * LANES * 8
         return lanes * numba.config.NUMBA_NUM_THREADS + 2 * (stop - start) * N_STATS * 8

@@ -19,6 +19,13 @@ from typing import Any
 
 from tessera.kernels.base import ParamError
 from tessera.kernels.montecarlo.params import product_names
+from tessera.kernels.montecarlo.qmc_params import (
+    PHILOX,
+    Sampler,
+    antithetic_default,
+    parse_sampler,
+    sampler_dict,
+)
 from tessera.kernels.validate import boolean, finite_number, integer_in, is_number, shown, suggest
 
 PRODUCTS: tuple[str, ...] = ("basket_call", "basket_put", "geometric_basket_call", "exchange")
@@ -45,6 +52,9 @@ KEYS: tuple[str, ...] = (
     "products",
     "antithetic",
     "control_variate",
+    "sampler",
+    "replicates",
+    "brownian_bridge",
 )
 REQUIRED: tuple[str, ...] = (
     "paths",
@@ -81,6 +91,9 @@ class Params:
     positive, else false (with one asset the basket is a European option, priced exactly as
     ``montecarlo.gbm`` prices it). ``cholesky`` is the factor of ``correlation`` (derived, not
     compared).
+
+    ``sampler`` is Philox or randomized Sobol (:mod:`qmc_params`; a path takes n ``steps``
+    coordinates of a Sobol point, laid out in :mod:`qmc_basket`).
     """
 
     paths: int
@@ -95,6 +108,7 @@ class Params:
     products: tuple[str, ...] = DEFAULT_PRODUCTS
     antithetic: bool = True
     control_variate: bool = False
+    sampler: Sampler = PHILOX
     cholesky: Matrix = field(default=(), compare=False, repr=False)
 
     @property
@@ -335,7 +349,8 @@ def parse(raw: Mapping[str, Any]) -> Params:
     if not 0 < maturity <= 100:
         raise ParamError("maturity", f"expected 0 < maturity <= 100 years, got {maturity!r}")
 
-    antithetic = boolean(raw, "antithetic", True)
+    sampler = parse_sampler(raw, paths, n * steps)
+    antithetic = boolean(raw, "antithetic", antithetic_default(raw))
     if antithetic and (paths % 2 or paths < 4):
         raise ParamError(
             "paths",
@@ -361,6 +376,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
         products=products,
         antithetic=antithetic,
         control_variate=control_variate,
+        sampler=sampler,
         cholesky=cholesky,
     )
 
@@ -384,4 +400,5 @@ def to_dict(params: Params) -> dict[str, Any]:
     }
     if params.strike is not None:
         out["strike"] = float(params.strike)
+    out.update(sampler_dict(params.sampler))
     return out

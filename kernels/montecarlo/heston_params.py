@@ -13,6 +13,13 @@ from typing import Any
 
 from tessera.kernels.base import ParamError
 from tessera.kernels.montecarlo.params import greek_names, product_names
+from tessera.kernels.montecarlo.qmc_params import (
+    PHILOX,
+    Sampler,
+    antithetic_default,
+    parse_sampler,
+    sampler_dict,
+)
 from tessera.kernels.validate import boolean, choice, finite_number, integer_in, suggest
 
 PRODUCTS: tuple[str, ...] = (
@@ -47,6 +54,9 @@ KEYS: tuple[str, ...] = (
     "scheme",
     "martingale_correction",
     "greeks",
+    "sampler",
+    "replicates",
+    "brownian_bridge",
 )
 REQUIRED: tuple[str, ...] = (
     "paths",
@@ -87,6 +97,10 @@ class Params:
     ``antithetic`` a sample is a pair of paths driven by (z, u) and (-z, 1 - u), so there are
     paths / 2 samples. ``greeks`` (any of delta, gamma, vega) are d/dspot, d2/dspot2 and
     d/dv0 (per 1.0 of variance) of each product's price.
+
+    ``sampler`` is Philox or randomized Sobol (:mod:`qmc_params`; a path takes 2 ``steps``
+    coordinates of a Sobol point, laid out in :mod:`qmc_heston`). With Sobol the Greeks are the
+    same per-path estimators, averaged per replicate.
     """
 
     paths: int
@@ -106,6 +120,7 @@ class Params:
     scheme: str = "qe"
     martingale_correction: bool = False
     greeks: tuple[str, ...] = ()
+    sampler: Sampler = PHILOX
 
     @property
     def samples(self) -> int:
@@ -174,7 +189,8 @@ def parse(raw: Mapping[str, Any]) -> Params:
     elif any(p in BARRIER_PRODUCTS for p in products):
         raise ParamError("barrier", "is required by barrier_up_out_call (a level above spot)")
 
-    antithetic = boolean(raw, "antithetic", True)
+    sampler = parse_sampler(raw, paths, 2 * steps)
+    antithetic = boolean(raw, "antithetic", antithetic_default(raw))
     if antithetic and (paths % 2 or paths < 4):
         raise ParamError(
             "paths",
@@ -202,6 +218,7 @@ def parse(raw: Mapping[str, Any]) -> Params:
         scheme=scheme,
         martingale_correction=correction,
         greeks=greeks,
+        sampler=sampler,
         **model,
     )
 
@@ -233,4 +250,5 @@ def to_dict(params: Params) -> dict[str, Any]:
         out["barrier"] = float(params.barrier)
     if params.greeks:
         out["greeks"] = list(params.greeks)
+    out.update(sampler_dict(params.sampler))
     return out

@@ -18,28 +18,25 @@ one beta from all points pooled, and the error is again the replicates' spread.
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numba
 import numpy as np
 
-from tessera.kernels.base import ArraySpec, Layout, ParamError, ShardIO, ShardOutput, split_rows
-from tessera.kernels.montecarlo import closed_form, qmc_cpu, sobol
+from tessera.kernels.base import Layout, ShardIO, ShardOutput
+from tessera.kernels.montecarlo import closed_form, qmc, qmc_cpu
 from tessera.kernels.montecarlo.cpu import (
     BLOCK_SAMPLES,
-    COL_COUNT,
     COL_CROSS,
     N_STATS,
     col_sum,
     col_sumsq,
 )
-from tessera.kernels.montecarlo.gbm import DEFAULT_SHARD_WORK, Z95, _constants
+from tessera.kernels.montecarlo.gbm import DEFAULT_SHARD_WORK, _constants
 from tessera.kernels.montecarlo.params import Params
 
-ARRAY = "qmc_sums"
+ARRAY = qmc.ARRAY
 # A Sobol path-step costs about seven Philox ones (an inverse normal per coordinate, the bridge,
 # no SIMD lanes): an eighth of the Philox kernel's default shard size keeps shards at 1-2 s.
 DEFAULT_QMC_SHARD_WORK = DEFAULT_SHARD_WORK // 8
@@ -59,29 +56,8 @@ def n_blocks(params: Params) -> int:
     return -(-points(params) // BLOCK_SAMPLES)
 
 
-def _block_points(params: Params, start: int, stop: int) -> int:
-    """Points per replicate in blocks ``start .. stop`` (the last block may be partial)."""
-    return max(min(stop * BLOCK_SAMPLES, points(params)) - start * BLOCK_SAMPLES, 0)
-
-
-@functools.lru_cache(maxsize=4)
-def _scrambles(steps: int, seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The scrambled direction numbers ``(count, steps, 32)`` and shifts ``(count, steps)``."""
-    pairs = [sobol.scrambled(steps, seed, r) for r in range(count)]
-    v = np.ascontiguousarray(np.stack([p[0] for p in pairs]))
-    shift = np.ascontiguousarray(np.stack([p[1] for p in pairs]))
-    v.setflags(write=False)
-    shift.setflags(write=False)
-    return v, shift
-
-
-@functools.lru_cache(maxsize=8)
-def _plan(steps: int) -> tuple[np.ndarray, ...]:
-    return sobol.bridge_plan(steps)
-
-
 def _rows(params: Params, seed: int, start: int, stop: int) -> np.ndarray:
-    v, shift = _scrambles(params.steps, seed, replicates(params))
+    v, shift = qmc.scrambles(params.steps, seed, replicates(params))
     return qmc_cpu.simulate_blocks(
         start,
         stop,
@@ -90,7 +66,7 @@ def _rows(params: Params, seed: int, start: int, stop: int) -> np.ndarray:
         v,
         shift,
         params.sampler.brownian_bridge,
-        _plan(params.steps),
+        qmc.bridge_plan(params.steps),
         "asian_arithmetic_call" in params.products,
     )
 
@@ -106,33 +82,22 @@ def warm(params: Params) -> None:
 def shards_for_size(params: Params, shard_size: int) -> int:
     """Shards when each holds about ``shard_size`` paths: whole blocks of every replicate
     (a block of all replicates is ``BLOCK_SAMPLES * replicates`` paths)."""
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise ParamError("shard_size", f"expected a number of paths >= 1, got {shard_size!r}")
-    per_replicate = max(shard_size // replicates(params), 1)
-    return -(-n_blocks(params) // -(-per_replicate // BLOCK_SAMPLES))
+    return qmc.shards_for_size(points(params), replicates(params), BLOCK_SAMPLES, shard_size)
 
 
 def default_shards(params: Params) -> int:
     """About ``DEFAULT_QMC_SHARD_WORK`` path-steps per shard, at most one shard per block."""
     work = params.paths * params.steps
-    return max(1, min(n_blocks(params), -(-work // DEFAULT_QMC_SHARD_WORK)))
+    return qmc.default_shards(points(params), BLOCK_SAMPLES, work, DEFAULT_QMC_SHARD_WORK)
 
 
 def layout(params: Params, n_shards: int) -> Layout:
     """One array ``qmc_sums`` (n_blocks, replicates, N_STATS) float64, axis 0 cut by
     ``split_rows``."""
-    rows, r = n_blocks(params), replicates(params)
-    chunk, bounds = split_rows(rows, n_shards)
-    work = tuple(
-        _block_points(params, a, b) * r * params.steps for a, b in zip(bounds[:-1], bounds[1:])
-    )
-    return Layout(
-        arrays=(ArraySpec(ARRAY, (rows, r, N_STATS), "float64", (chunk, r, N_STATS)),),
-        bounds=(bounds,),
-        shard_work=work,
-        work_unit="path-steps",
-        regular=True,
-    )
+    return qmc.layout(
+        points(params), replicates(params), BLOCK_SAMPLES, N_STATS, n_shards, "path-steps",
+        params.steps,
+    )  # fmt: skip
 
 
 def compute(
@@ -141,87 +106,40 @@ def compute(
     """Rows ``bounds[shard] .. bounds[shard+1]`` of ``qmc_sums`` and stats ``{"blocks",
     "paths", "path_steps"}``. Raises ``ValueError`` for a shard out of range, a layout of
     another job, a GPU device (Sobol runs on the CPU) and a seed outside [0, 2**64)."""
-    if not 0 <= shard < layout.n_shards:
-        raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
     expected = (n_blocks(params), replicates(params), N_STATS)
-    spec = layout.arrays[0]
-    if spec.name != ARRAY or spec.shape != expected:
-        raise ValueError(
-            f"layout array {spec.name} {spec.shape} does not match these params "
-            f"({ARRAY} {expected})"
-        )
-    if io is not None and io.device != "cpu":
-        raise ValueError(
-            'sampler = "sobol" runs on the CPU only (the CUDA twin draws Philox normals); '
-            'set resources.gpus = 0 or sampler = "philox"'
-        )
+    qmc.check_layout(layout, shard, expected, "cpu" if io is None else io.device)
     start, stop = layout.region(shard)[ARRAY]
     rows = _rows(params, seed, start, stop)
-    paths = _block_points(params, start, stop) * replicates(params)
+    paths = qmc.block_points(points(params), BLOCK_SAMPLES, start, stop) * replicates(params)
     return ShardOutput(
         arrays={ARRAY: rows},
         stats={"blocks": stop - start, "paths": paths, "path_steps": paths * params.steps},
     )
 
 
-def _spread(means: list[float]) -> tuple[float, float]:
-    """Mean of the replicate estimates and its standard error (their spread / sqrt(R))."""
-    r = len(means)
-    price = math.fsum(means) / r
-    var = math.fsum((m - price) ** 2 for m in means) / (r - 1)
-    return price, math.sqrt(var / r)
-
-
 def _answer(params: Params, rows: np.ndarray, n: int) -> dict[str, Any]:
     """The answer from ``rows`` (blocks, R, N_STATS) covering ``n`` points per replicate."""
-    r = rows.shape[1]
-    tot = [[math.fsum(rows[:, q, c].tolist()) for c in range(N_STATS)] for q in range(r)]
-    for q in range(r):
-        if tot[q][COL_COUNT] != n:
-            raise ValueError(
-                f"{ARRAY} covers {tot[q][COL_COUNT]:.0f} points of replicate {q}, expected {n}"
-            )
+    tot = qmc.totals(rows, n)
     products: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}
     for name in params.products:
-        means = [tot[q][col_sum(name)] / n for q in range(r)]
-        price, se = _spread(means)
         if name == "asian_arithmetic_call" and params.control_variate:
-            price, se, extra["control_variate"] = _controlled(params, tot, n, se)
-        products[name] = {
-            "price": price,
-            "stderr": se,
-            "ci95": [price - Z95 * se, price + Z95 * se],
-        }
-    sampler = {
-        "name": "sobol",
-        "replicates": r,
-        "points_per_replicate": n,
-        "brownian_bridge": params.sampler.brownian_bridge,
-    }
-    return {"products": products, "paths": n * r, "sampler": sampler, **extra}
-
-
-def _controlled(
-    params: Params, tot: list[list[float]], n: int, plain_se: float
-) -> tuple[float, float, dict[str, float]]:
-    """The arithmetic Asian adjusted by the geometric Asian's closed form: beta from the
-    centred sums of all points pooled, applied to each replicate's means."""
-    a, g = "asian_arithmetic_call", "asian_geometric_call"
-    r = len(tot)
-    total = float(n * r)
-    sy = math.fsum(t[col_sum(a)] for t in tot)
-    sx = math.fsum(t[col_sum(g)] for t in tot)
-    sxx = math.fsum(t[col_sumsq(g)] for t in tot)
-    sxy = math.fsum(t[COL_CROSS] for t in tot)
-    cxx = max(sxx - sx * sx / total, 0.0)
-    beta = (sxy - sx * sy / total) / cxx if cxx > 0.0 else 0.0
-    mu = closed_form.geometric_asian_call(
-        params.spot, params.strike, params.rate, params.volatility, params.maturity, params.steps
-    )
-    means = [(t[col_sum(a)] - beta * (t[col_sum(g)] - n * mu)) / n for t in tot]
-    price, se = _spread(means)
-    return price, se, {"beta": beta, "stderr_without": plain_se}
+            g = "asian_geometric_call"
+            mu = closed_form.geometric_asian_call(
+                params.spot,
+                params.strike,
+                params.rate,
+                params.volatility,
+                params.maturity,
+                params.steps,
+            )
+            products[name], extra["control_variate"] = qmc.controlled(
+                tot, n, col_sum(name), col_sum(g), col_sumsq(g), COL_CROSS, mu
+            )
+        else:
+            products[name] = qmc.estimate(tot, n, col_sum(name))
+    sampler = qmc.sampler_entry(rows.shape[1], n, params.sampler.brownian_bridge)
+    return {"products": products, "paths": n * rows.shape[1], "sampler": sampler, **extra}
 
 
 def reduce(
@@ -248,13 +166,11 @@ def reduce_prefix(
 ) -> dict[str, Any]:
     """The answer of the first ``shards`` shards alone (``[job] target_stderr``): the first
     points of every replicate, ``reduce``'s keys."""
-    if not 1 <= shards <= layout.n_shards:
-        raise ValueError(f"shards must be in 1..{layout.n_shards}, got {shards}")
+    stop = qmc.prefix_stop(layout, shards)
     if shards == layout.n_shards:
         return reduce(params, seed, arrays, io)
-    stop = layout.bounds[0][shards]
     rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
-    return _answer(params, rows, _block_points(params, 0, stop))
+    return _answer(params, rows, qmc.block_points(points(params), BLOCK_SAMPLES, 0, stop))
 
 
 def shard_memory_bytes(params: Params, layout: Layout, shard: int) -> int:
