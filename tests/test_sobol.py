@@ -43,6 +43,16 @@ def _icdf(p):
 
 
 @njit
+def _both(words):
+    one = np.empty(words.size)
+    for i in range(words.size):
+        one[i] = sobol.normal_icdf(sobol.to_uniform(words[i]))
+    passes = np.empty(words.size)
+    sobol.normals(words, passes, np.empty(words.size, np.int64), np.empty(words.size))
+    return one, passes
+
+
+@njit
 def _bridge(plan, z):
     dw = np.empty(z.shape[0])
     sobol.bridge(plan, z, dw)
@@ -124,6 +134,18 @@ def test_normal_quantile_matches_scipy_to_rounding() -> None:
     ours = _icdf(p)
     rel = np.abs(ours - reference) / np.maximum(np.abs(reference), 1e-300)
     assert rel.max() < 5e-15
+
+
+def test_the_vectorised_quantile_has_the_bits_of_the_scalar_one() -> None:
+    rng = np.random.default_rng(1)
+    edges = [0, 1, 2, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 2, 2**32 - 1]
+    words = np.concatenate(
+        [rng.integers(0, 2**32, 2**20, dtype=np.uint64), np.array(edges, np.uint64)]
+    ).astype(np.uint32)
+    one, passes = _both(words)
+    assert np.array_equal(one.view(np.uint64), passes.view(np.uint64))
+    tails = np.abs((words.astype(np.float64) + 0.5) / 2.0**32 - 0.5) > 0.425
+    assert 0.14 < tails.mean() < 0.16  # both branches are exercised
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 50, 64, 252])

@@ -32,7 +32,7 @@ from tessera.kernels.montecarlo.basket_cpu import (
     col_sumsq,
 )
 from tessera.kernels.montecarlo.basket_params import Params
-from tessera.kernels.montecarlo.sobol import advance, bridge, normal_icdf, point, to_uniform
+from tessera.kernels.montecarlo.sobol import advance, bridge, normals, point
 
 ARRAY = qmc.ARRAY
 # An asset-path-step of a Sobol basket: an inverse normal, a bridge step and a row of L z.
@@ -48,6 +48,9 @@ def _block(b, n_points, steps, x0, drift, vol, weights, chol, kd, v, shift, use_
     first = b * BLOCK_SAMPLES
     last = min(first + BLOCK_SAMPLES, n_points)
     words = np.empty(n * steps, dtype=np.uint32)
+    z_all = np.empty(n * steps)
+    tails = np.empty(n * steps, dtype=np.int64)
+    scratch = np.empty(n * steps)
     z = np.empty(steps)
     dw = np.empty((n, steps))
     x = np.empty(n)
@@ -57,9 +60,10 @@ def _block(b, n_points, steps, x0, drift, vol, weights, chol, kd, v, shift, use_
     for i in range(first, last):
         if i > first:
             advance(v, i - 1, words)
+        normals(words, z_all, tails, scratch)
         for a in range(n):
             for k in range(steps):
-                z[k] = normal_icdf(to_uniform(words[k * n + a]))
+                z[k] = z_all[k * n + a]
             if use_bridge:
                 bridge(plan, z, dw[a])
             else:

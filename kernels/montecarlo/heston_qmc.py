@@ -42,7 +42,7 @@ from tessera.kernels.montecarlo.heston_cpu import (
     step_advance,
 )
 from tessera.kernels.montecarlo.heston_params import Params
-from tessera.kernels.montecarlo.sobol import advance, bridge, normal_icdf, point, to_uniform
+from tessera.kernels.montecarlo.sobol import advance, bridge, normals, point, to_uniform
 
 ARRAY = qmc.ARRAY
 # A Sobol Heston path-step: two inverse normals and a branching QE step per scenario.
@@ -58,6 +58,9 @@ def _block(b, n_points, steps, c, kc, flags, v, shift, use_bridge, plan, row):
     first = b * BLOCK_SAMPLES
     last = min(first + BLOCK_SAMPLES, n_points)
     words = np.empty(2 * steps, dtype=np.uint32)
+    z_all = np.empty(2 * steps)
+    tails = np.empty(2 * steps, dtype=np.int64)
+    scratch = np.empty(2 * steps)
     zx_raw = np.empty(steps)
     zx = np.empty(steps)
     zv = np.empty(steps)
@@ -71,10 +74,11 @@ def _block(b, n_points, steps, c, kc, flags, v, shift, use_bridge, plan, row):
     for i in range(first, last):
         if i > first:
             advance(v, i - 1, words)
+        normals(words, z_all, tails, scratch)
         for j in range(steps):
-            zx_raw[j] = normal_icdf(to_uniform(words[2 * j]))
+            zx_raw[j] = z_all[2 * j]
+            zv[j] = z_all[2 * j + 1]
             u[j] = to_uniform(words[2 * j + 1])
-            zv[j] = normal_icdf(u[j])
         if use_bridge:
             bridge(plan, zx_raw, zx)
         else:

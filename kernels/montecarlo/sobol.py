@@ -159,142 +159,197 @@ def to_uniform(x):
     return (np.float64(x) + 0.5) * 2.3283064365386963e-10
 
 
+# AS241's three rational approximations, each as (numerator, denominator): the centre in
+# r = 0.180625 - q^2, and the tails in t = sqrt(-log(min(p, 1 - p))) - 1.6 (t <= 5) or - 5.
+
+
+@njit(**NJIT_INLINE)
+def _centre(r):
+    num = (
+        (
+            (
+                (
+                    (
+                        (2509.0809287301226727 * r + 33430.575583588128105) * r
+                        + 67265.770927008700853
+                    )
+                    * r
+                    + 45921.953931549871457
+                )
+                * r
+                + 13731.693765509461125
+            )
+            * r
+            + 1971.5909503065514427
+        )
+        * r
+        + 133.14166789178437745
+    ) * r + 3.387132872796366608
+    den = (
+        (
+            (
+                (
+                    ((5226.495278852854561 * r + 28729.085735721942674) * r + 39307.89580009271061)
+                    * r
+                    + 21213.794301586595867
+                )
+                * r
+                + 5394.1960214247511077
+            )
+            * r
+            + 687.1870074920579083
+        )
+        * r
+        + 42.313330701600911252
+    ) * r + 1.0
+    return num, den
+
+
+@njit(**NJIT_INLINE)
+def _near_tail(r):
+    num = (
+        (
+            (
+                (
+                    (
+                        (7.7454501427834140764e-4 * r + 0.0227238449892691845833) * r
+                        + 0.24178072517745061177
+                    )
+                    * r
+                    + 1.27045825245236838258
+                )
+                * r
+                + 3.64784832476320460504
+            )
+            * r
+            + 5.7694972214606914055
+        )
+        * r
+        + 4.6303378461565452959
+    ) * r + 1.42343711074968357734
+    den = (
+        (
+            (
+                (
+                    (
+                        (1.05075007164441684324e-9 * r + 5.475938084995344946e-4) * r
+                        + 0.0151986665636164571966
+                    )
+                    * r
+                    + 0.14810397642748007459
+                )
+                * r
+                + 0.68976733498510000455
+            )
+            * r
+            + 1.6763848301838038494
+        )
+        * r
+        + 2.05319162663775882187
+    ) * r + 1.0
+    return num, den
+
+
+@njit(**NJIT_INLINE)
+def _far_tail(r):
+    num = (
+        (
+            (
+                (
+                    (
+                        (2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r
+                        + 0.0012426609473880784386
+                    )
+                    * r
+                    + 0.026532189526576123093
+                )
+                * r
+                + 0.29656057182850489123
+            )
+            * r
+            + 1.7848265399172913358
+        )
+        * r
+        + 5.4637849111641143699
+    ) * r + 6.6579046435011037772
+    den = (
+        (
+            (
+                (
+                    (
+                        (2.04426310338993978564e-15 * r + 1.4215117583164458887e-7) * r
+                        + 1.8463183175100546818e-5
+                    )
+                    * r
+                    + 7.868691311456132591e-4
+                )
+                * r
+                + 0.0148753612908506148525
+            )
+            * r
+            + 0.13692988092273580531
+        )
+        * r
+        + 0.59983220655588793769
+    ) * r + 1.0
+    return num, den
+
+
 @njit(**NJIT_INLINE)
 def normal_icdf(p):
     """The standard normal quantile of ``p`` in (0, 1): Wichura's AS241 (PPND16), relative
     error about 1e-16, with the library's own logarithm (no libm: the same bits everywhere)."""
     q = p - 0.5
     if abs(q) <= 0.425:
-        r = 0.180625 - q * q
-        num = (
-            (
-                (
-                    (
-                        (
-                            (2509.0809287301226727 * r + 33430.575583588128105) * r
-                            + 67265.770927008700853
-                        )
-                        * r
-                        + 45921.953931549871457
-                    )
-                    * r
-                    + 13731.693765509461125
-                )
-                * r
-                + 1971.5909503065514427
-            )
-            * r
-            + 133.14166789178437745
-        ) * r + 3.387132872796366608
-        den = (
-            (
-                (
-                    (
-                        (
-                            (5226.495278852854561 * r + 28729.085735721942674) * r
-                            + 39307.89580009271061
-                        )
-                        * r
-                        + 21213.794301586595867
-                    )
-                    * r
-                    + 5394.1960214247511077
-                )
-                * r
-                + 687.1870074920579083
-            )
-            * r
-            + 42.313330701600911252
-        ) * r + 1.0
+        num, den = _centre(0.180625 - q * q)
         return q * num / den
-    r = p if q < 0.0 else 1.0 - p
-    r = math.sqrt(-log(r))
+    return _tail(p, q)
+
+
+@njit(**NJIT_INLINE)
+def _tail(p, q):
+    """AS241's tail branch (|q| > 0.425): the quantile of p = q + 1/2."""
+    r = math.sqrt(-log(p if q < 0.0 else 1.0 - p))
     if r <= 5.0:
-        r -= 1.6
-        num = (
-            (
-                (
-                    (
-                        (
-                            (7.7454501427834140764e-4 * r + 0.0227238449892691845833) * r
-                            + 0.24178072517745061177
-                        )
-                        * r
-                        + 1.27045825245236838258
-                    )
-                    * r
-                    + 3.64784832476320460504
-                )
-                * r
-                + 5.7694972214606914055
-            )
-            * r
-            + 4.6303378461565452959
-        ) * r + 1.42343711074968357734
-        den = (
-            (
-                (
-                    (
-                        (
-                            (1.05075007164441684324e-9 * r + 5.475938084995344946e-4) * r
-                            + 0.0151986665636164571966
-                        )
-                        * r
-                        + 0.14810397642748007459
-                    )
-                    * r
-                    + 0.68976733498510000455
-                )
-                * r
-                + 1.6763848301838038494
-            )
-            * r
-            + 2.05319162663775882187
-        ) * r + 1.0
+        num, den = _near_tail(r - 1.6)
     else:
-        r -= 5.0
-        num = (
-            (
-                (
-                    (
-                        (
-                            (2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r
-                            + 0.0012426609473880784386
-                        )
-                        * r
-                        + 0.026532189526576123093
-                    )
-                    * r
-                    + 0.29656057182850489123
-                )
-                * r
-                + 1.7848265399172913358
-            )
-            * r
-            + 5.4637849111641143699
-        ) * r + 6.6579046435011037772
-        den = (
-            (
-                (
-                    (
-                        (
-                            (2.04426310338993978564e-15 * r + 1.4215117583164458887e-7) * r
-                            + 1.8463183175100546818e-5
-                        )
-                        * r
-                        + 7.868691311456132591e-4
-                    )
-                    * r
-                    + 0.0148753612908506148525
-                )
-                * r
-                + 0.13692988092273580531
-            )
-            * r
-            + 0.59983220655588793769
-        ) * r + 1.0
+        num, den = _far_tail(r - 5.0)
     value = num / den
     return -value if q < 0.0 else value
+
+
+@njit(**NJIT_INLINE)
+def normals(words, z, tails, scratch):
+    """``z[k] = normal_icdf(to_uniform(words[k]))`` for every k, with the same bits, by passes
+    that LLVM vectorises: the centre's rational function for every coordinate; the indices of
+    the coordinates in the tails (|p - 1/2| > 0.425, 15% of them) into the int64 scratch
+    ``tails``; their p gathered into the float64 ``scratch`` (both as long as ``z``); the tail
+    formula on those without branches (both tail rationals computed, one selected); and the
+    scatter back. About 4x faster than the quantile called per coordinate, whose tails are
+    a long chain of dependent operations (log, sqrt, division) one coordinate at a time."""
+    n = z.shape[0]
+    for k in range(n):
+        q = to_uniform(words[k]) - 0.5
+        num, den = _centre(0.180625 - q * q)
+        z[k] = q * num / den
+    m = 0
+    for k in range(n):
+        if abs(to_uniform(words[k]) - 0.5) > 0.425:
+            tails[m] = k
+            m += 1
+    for i in range(m):
+        scratch[i] = to_uniform(words[tails[i]])
+    for i in range(m):
+        p = scratch[i]
+        q = p - 0.5
+        r = math.sqrt(-log(p if q < 0.0 else 1.0 - p))
+        n_num, n_den = _near_tail(r - 1.6)
+        f_num, f_den = _far_tail(r - 5.0)
+        near = r <= 5.0
+        value = (n_num if near else f_num) / (n_den if near else f_den)
+        scratch[i] = -value if q < 0.0 else value
+    for i in range(m):
+        z[tails[i]] = scratch[i]
 
 
 def bridge_plan(
