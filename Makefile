@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast bench lint clean lambda-zip
+.PHONY: demo test test-fast bench lint clean lambda-zip constraints image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tessera validate examples/option-pricing.toml
 	$(VENV)/bin/tessera run examples/option-pricing.toml
 
-test: $(STAMP) ensure-chromium ensure-vips vendor-openseadragon
+test: $(STAMP) ensure-chromium ensure-vips ensure-docker vendor-openseadragon
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -38,6 +38,27 @@ ensure-vips:
 	    apt-get install -y -qq --no-install-recommends libvips-tools; } \
 	  || echo "warning: could not install libvips-tools; the vips baseline will be skipped"; \
 	else echo "libvips-tools not installed: the vips baseline will be skipped"; fi
+
+# Debian's docker.io (a Docker engine the tests start themselves, tests/docker_engine.py) and
+# debootstrap (the stand-in base image), installed only when apt-get exists and we are root.
+.PHONY: ensure-docker
+ensure-docker:
+	@if command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends docker.io debootstrap; } \
+	  || echo "warning: could not install docker.io; the container tests will be skipped"; \
+	else echo "docker.io not installed: the container tests will be skipped"; fi
+
+# The image's exact versions, from this environment (what the tests run with).
+constraints: $(STAMP)
+	$(PY) containers/constraints.py
+
+# The worker image, into the engine DOCKER_HOST names (the real base, or load the stand-in
+# first: `python -m tests.docker_engine standin`).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' tessera/_version.py)
+image:
+	docker build -f containers/Dockerfile -t tessera:$(VERSION) .
 
 # The S3 trigger's Lambda deployment zip (tessera's code and boto3, nothing compiled).
 lambda-zip: $(STAMP)

@@ -15,7 +15,10 @@ The kernel SDK for your own kernels is ``tessera.sdk``.
 
 from __future__ import annotations
 
+from tessera._numba_target import choose as _choose_numba_target
 from tessera.api import RunOutcome, StoreStatus, list_kernels, load, run, status
 from tessera.engine import __version__
+
+_choose_numba_target()  # before anything imports Numba (none of the above does)
 
 __all__ = ["RunOutcome", "StoreStatus", "__version__", "list_kernels", "load", "run", "status"]

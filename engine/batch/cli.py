@@ -98,6 +98,13 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--assign-public-ip", action="store_true", help="Fargate: give tasks a public IP"
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a container variable (repeatable), e.g. AWS_ENDPOINT_URL_S3; never credentials: "
+        "use --job-role-arn",
+    )
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -125,7 +132,7 @@ def _kernel_image_note(job: Any, image: str) -> None:
     dist = ident["distribution"]
     package = f"{dist}=={ident['version']}" if dist and ident["version"] else dist
     how = (
-        f"FROM the tessera image, then RUN pip install '{package}'"
+        f"FROM the tessera image, then RUN python -m ensurepip && python -m pip install '{package}'"
         if package
         else f"module {ident['target'].split(':')[0]} is on no installed distribution: package "
         f"it and pip install it there"
@@ -138,7 +145,7 @@ def _kernel_image_note(job: Any, image: str) -> None:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from tessera.engine.batch.render import DEFAULT_IMAGE, RenderOptions, render
+    from tessera.engine.batch.render import DEFAULT_IMAGE, RenderOptions, masked, parse_env, render
     from tessera.engine.config import batch_settings
 
     job = _load(args)
@@ -164,9 +171,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
             log_group=args.log_group or env.log_group,
             assign_public_ip=args.assign_public_ip,
             name=args.name,
+            environment=parse_env(args.env),
         ),
     )
-    print(json.dumps(request, indent=2, sort_keys=True))
+    print(json.dumps(masked(request), indent=2, sort_keys=True))
     if args.register:
         from tessera.engine.batch.aws import batch_client, call
 

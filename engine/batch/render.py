@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,42 @@ class RenderOptions:
     log_group: str | None = None  # CloudWatch group; Batch's default /aws/batch/job otherwise
     assign_public_ip: bool = False  # Fargate in a public subnet without a NAT gateway
     name: str | None = None  # job definition name; default tessera-<job name>
+    # extra container variables (--env NAME=VALUE): an endpoint, a log level. Credentials
+    # belong in the job role, not here: a definition's environment is readable by anyone who
+    # may describe it.
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Names whose values are never printed (render prints its request)
+_SECRET = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|PRIVATE", re.I)
+
+
+def parse_env(items: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``NAME=VALUE`` strings into pairs. Raises ``SpecError("--env", ...)`` for a malformed
+    one, a name that is not a shell variable name, or one Batch sets itself (AWS_BATCH_*)."""
+    out: list[tuple[str, str]] = []
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not _ENV_NAME.match(name):
+            raise SpecError(
+                "--env", f"{item.split('=')[0]!r}: expected NAME=VALUE with NAME a variable name"
+            )
+        if name.startswith("AWS_BATCH_"):
+            raise SpecError("--env", f"{name}: Batch sets the AWS_BATCH_* variables itself")
+        out.append((name, value))
+    return tuple(out)
+
+
+def masked(request: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a RegisterJobDefinition request fit to print: the values of variables whose
+    names look like secrets are replaced by ``***``."""
+    props = dict(request.get("containerProperties", {}))
+    props["environment"] = [
+        {"name": e["name"], "value": "***" if _SECRET.search(e["name"]) else e["value"]}
+        for e in props.get("environment", [])
+    ]
+    return {**request, "containerProperties": props}
 
 
 def definition_name(job: Job) -> str:
@@ -72,6 +109,11 @@ def environment(job: Job) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
+def _merged(base: list[dict[str, str]], extra: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    values = {e["name"]: e["value"] for e in base} | dict(extra)
+    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+
+
 def timeout(job: Job) -> dict[str, int]:
     """``timeout``: ``job.timeout_s`` rounded up, at least Batch's minimum of 60 s."""
     return {"attemptDurationSeconds": max(c.MIN_TIMEOUT_S, math.ceil(job.timeout_s))}
@@ -96,7 +138,7 @@ def render(job: Job, options: RenderOptions | None = None) -> dict[str, Any]:
         "image": opts.image,
         "command": list(c.WORKER_COMMAND),
         "resourceRequirements": resource_requirements(job, opts.platform),
-        "environment": environment(job),
+        "environment": _merged(environment(job), opts.environment),
     }
     if opts.job_role_arn:
         props["jobRoleArn"] = opts.job_role_arn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import logging
 import os
 import signal
@@ -234,7 +235,10 @@ class DaskExecutor:
             if self.upload_kernel:
                 _upload_kernel(job, client)
             _check_workers(job, client)
-            on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
+            if cluster is not None and importlib.util.find_spec("bokeh") is None:
+                on_event(Message('Dask dashboard: off (pip install "tessera[dashboard]" for it)'))
+            else:
+                on_event(Message(f"Dask dashboard: {client.dashboard_link}"))
             task_resources = _check_gpu_workers(job, client, cluster is not None, on_event)
             prefix = f"tessera-{job.name}-{job.spec_hash[:8]}"
             # Tasks in flight are capped and topped up as tasks finish: at most UNGATED_WINDOW

@@ -1,0 +1,179 @@
+"""Benchmark: the worker image. Its size and what takes the space, and how long a fresh
+container takes from ``docker run`` to its first commit record, with the image's Numba cache
+(warm) and without it (cold: ``NUMBA_CACHE_DIR`` pointed at an empty folder).
+
+Starts its own Docker engine and builds the image as the tests do (tests/docker_engine.py:
+vfs storage, no bridge, the stand-in base where the real one cannot be pulled), Numba's cache
+compiled for this machine's CPU target. Writes ``benchmarks/results/containers.json``.
+
+    python benchmarks/containers.py [--repeats 3] [--image TAG]   (as root, docker.io installed)
+
+``--docker-host unix://...`` uses a running engine (its build cache makes the build quick);
+``--image`` measures an image already in it instead of building one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import RESULTS, machine  # noqa: E402
+from tests.docker_engine import CLIENT, IMAGE_TAG, DockerEngine, ensure_standin  # noqa: E402
+from tests.jobs import write_job  # noqa: E402
+
+JOB = {
+    "job": {"name": "first-commit", "kernel": "montecarlo.gbm", "store": "/work/store"}
+    | {"shards": 1, "seed": 1},
+    "params": {
+        "paths": 65_536,
+        "steps": 16,
+        "spot": 100.0,
+        "strike": 100.0,
+        "rate": 0.03,
+        "volatility": 0.2,
+        "maturity": 1.0,
+    },
+}
+
+
+def build(engine: DockerEngine) -> float:
+    from tessera._numba_target import cpu_flags, pick
+
+    ensure_standin(engine)
+    target = pick("x86-64-v4,x86-64-v3", cpu_flags()) or "x86-64-v3"
+    t0 = time.monotonic()
+    engine.docker(
+        "build", "--network", "host", "-f", "containers/Dockerfile", "--build-arg",
+        f"TESSERA_NUMBA_TARGETS={target}", "-t", IMAGE_TAG, str(ROOT), timeout=3600,
+    )  # fmt: skip
+    return time.monotonic() - t0
+
+
+def sizes(engine: DockerEngine, image: str) -> dict[str, Any]:
+    """Uncompressed (the engine's image size), compressed (``docker save | gzip -6``, what a
+    pull transfers), and the largest folders of the venv."""
+    size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+    saved = subprocess.run(
+        [CLIENT, "save", image], env=engine.env(), capture_output=True, check=True
+    ).stdout
+    compressed = len(gzip.compress(saved, compresslevel=6))
+    du = engine.docker(
+        "run", "--rm", "--entrypoint", "sh", image, "-c",
+        "du -sm /opt/tessera/numba-cache /opt/tessera/lib/python3.11/site-packages/* "
+        "| sort -rn | head -14; du -sm /opt/tessera /usr /var / 2>/dev/null | tail -4",
+    ).stdout  # fmt: skip
+    biggest = []
+    for line in du.splitlines():
+        mib, path = line.split(maxsplit=1)
+        biggest.append({"path": path, "mib": int(mib)})
+    return {
+        "uncompressed_mb": size / 1e6,
+        "compressed_mb": compressed / 1e6,
+        "biggest": biggest,
+    }
+
+
+def first_commit(engine: DockerEngine, image: str, cold: bool) -> float:
+    """Seconds from ``docker run`` to the shard's commit record on the bind-mounted store."""
+    with tempfile.TemporaryDirectory() as folder:
+        shared = Path(folder)
+        shared.chmod(0o777)
+        write_job(shared / "job.toml", JOB)
+        extra = ["-e", "NUMBA_CACHE_DIR=/tmp/empty-cache"] if cold else []
+        record = shared / "store" / "_shards" / "0.json"
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [CLIENT, "run", "--rm", "--network", "host", "-v", f"{shared}:/work", *extra,
+             image, "run", "/work/job.toml", "--executor", "local"],
+            env=engine.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        while not record.exists():
+            if proc.poll() is not None and not record.exists():
+                raise RuntimeError(f"the container exited {proc.returncode}: {proc.stderr}")
+            time.sleep(0.01)
+        seconds = time.monotonic() - t0
+        proc.wait(timeout=600)
+        return seconds
+
+
+def shard_seconds() -> float:
+    """The shard's own compute time on the host, warm, for the 'plus the shard' part."""
+    from tessera.kernels.montecarlo.gbm import KERNEL
+
+    params = KERNEL.parse_params(JOB["params"])
+    layout = KERNEL.layout(params, 1)
+    KERNEL.warm(params)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        KERNEL.compute(params, 1, layout, 0)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--image")
+    parser.add_argument("--docker-host", help="use this engine (unix://...) instead of a new one")
+    args = parser.parse_args()
+    reason = DockerEngine.unavailable()
+    if reason is not None and args.docker_host is None:
+        print(f"no Docker engine: {reason}", file=sys.stderr)
+        return 2
+    engine = DockerEngine()
+    if args.docker_host:
+        engine.host = args.docker_host
+    else:
+        engine.start()
+    try:
+        build_s = build(engine) if args.image is None else None
+        image = args.image or IMAGE_TAG
+        size = sizes(engine, image)
+        warm = [first_commit(engine, image, cold=False) for _ in range(args.repeats)]
+        cold = [first_commit(engine, image, cold=True) for _ in range(args.repeats)]
+    finally:
+        if not args.docker_host:
+            engine.stop()
+    result = {
+        "machine": machine(),
+        "build_seconds": build_s,
+        "size": size,
+        "first_commit_s": {
+            "warm_median": statistics.median(warm),
+            "cold_median": statistics.median(cold),
+            "warm": warm,
+            "cold": cold,
+            "shard_compute_s": shard_seconds(),
+        },
+    }
+    f = result["first_commit_s"]
+    print(
+        f"image {size['uncompressed_mb']:.0f} MB uncompressed, {size['compressed_mb']:.0f} MB "
+        f"as docker save | gzip"
+    )
+    for entry in size["biggest"]:
+        print(f"  {entry['mib']:5d} MiB  {entry['path']}")
+    print(
+        f"docker run -> first commit: warm {f['warm_median']:.2f} s, cold {f['cold_median']:.2f} s "
+        f"(median of {args.repeats}); the shard computes in {f['shard_compute_s']:.3f} s"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "containers.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
