@@ -4,7 +4,9 @@ container takes from ``docker run`` to its first commit record, with the image's
 
 Starts its own Docker engine and builds the image as the tests do (tests/docker_engine.py:
 vfs storage, no bridge, the stand-in base where the real one cannot be pulled), Numba's cache
-compiled for this machine's CPU target. Writes ``benchmarks/results/containers.json``.
+compiled for this machine's CPU target. Writes ``benchmarks/results/containers-<driver>.json``
+(the engine's storage driver: vfs copies the whole image for every new container, overlay2,
+what ECS uses, does not).
 
     python benchmarks/containers.py [--repeats 3] [--image TAG]   (as root, docker.io installed)
 
@@ -142,6 +144,7 @@ def main() -> int:
         build_s = build(engine) if args.image is None else None
         image = args.image or IMAGE_TAG
         size = sizes(engine, image)
+        driver = engine.docker("info", "--format", "{{.Driver}}").stdout.strip()
         warm = [first_commit(engine, image, cold=False) for _ in range(args.repeats)]
         cold = [first_commit(engine, image, cold=True) for _ in range(args.repeats)]
     finally:
@@ -149,6 +152,7 @@ def main() -> int:
             engine.stop()
     result = {
         "machine": machine(),
+        "storage_driver": driver,
         "build_seconds": build_s,
         "size": size,
         "first_commit_s": {
@@ -171,7 +175,8 @@ def main() -> int:
         f"(median of {args.repeats}); the shard computes in {f['shard_compute_s']:.3f} s"
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "containers.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS / f"containers-{driver}.json"  # vfs (the tests' engine), overlay2 (ECS's)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

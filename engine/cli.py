@@ -94,8 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", help="override job.store (path, file://, s3://)")
     run.add_argument(
         "--executor",
-        choices=["local", "dask"],
-        help="where shards run (default: dask, or TESSERA_EXECUTOR)",
+        choices=["local", "dask", "batch"],
+        help="where shards run (default: dask, or TESSERA_EXECUTOR); batch: AWS Batch arrays",
+    )
+    run.add_argument(
+        "--queue", help="batch: job queue (default: [batch] queue, TESSERA_BATCH_QUEUE)"
+    )
+    run.add_argument(
+        "--definition",
+        help="batch: job definition (default: TESSERA_BATCH_DEFINITION, else tessera-<job name>, "
+        "registered from --image when missing)",
+    )
+    run.add_argument(
+        "--image", help="batch: image to register the definition with (or TESSERA_BATCH_IMAGE)"
     )
     run.add_argument(
         "--scheduler",
@@ -250,10 +261,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget <= 0:
         raise SpecError("--budget", f"{args.budget} is out of range; expected > 0")
     job = tessera.load(args.job, shards=args.shards, store=args.store)
+    batch_only = {"--queue": args.queue, "--definition": args.definition, "--image": args.image}
+    for flag, value in batch_only.items():
+        if value is not None and args.executor != "batch":
+            raise SpecError(flag, "applies to --executor batch only")
+    executor: Any = _batch_executor(job, args) if args.executor == "batch" else args.executor
     try:
         outcome = tessera.run(
             job,
-            args.executor,
+            executor,
             scheduler=args.scheduler,
             workers=args.workers,
             gpu_workers=args.gpu_workers,
@@ -264,9 +280,70 @@ def _cmd_run(args: argparse.Namespace) -> int:
             prices=args.prices,
         )
     except KeyboardInterrupt:
-        print(f"interrupted: {_kept(job.store)}; run again to resume", file=sys.stderr)
+        submitted = list(getattr(executor, "submitted", []))
+        if submitted:  # the children belong to Batch now: detach, do not cancel
+            ids = " ".join(submitted)
+            print(
+                f"detached: the Batch jobs keep running ({_kept(job.store)}). Follow them: "
+                f"tessera batch status {ids} --watch; collect when done: tessera run "
+                f"{args.job} --executor batch (it submits only the shards still missing); "
+                f"stop them: aws batch terminate-job --job-id ID --reason ...",
+                file=sys.stderr,
+            )
+        else:
+            print(f"interrupted: {_kept(job.store)}; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return _after_run(job, outcome, args)
+
+
+def _batch_executor(job: Any, args: argparse.Namespace) -> Any:
+    """The AWS Batch executor for ``tessera run --executor batch``: the job definition named
+    by ``--definition`` or TESSERA_BATCH_DEFINITION, else ``tessera-<job name>`` when it is
+    registered (its newest active revision), else that one registered now from ``--image``
+    (or TESSERA_BATCH_IMAGE) with the TESSERA_BATCH_* roles and log group. Polls every
+    TESSERA_BATCH_POLL_S seconds (default 30)."""
+    import os
+
+    from tessera.engine.batch.aws import batch_client, call
+    from tessera.engine.batch.render import RenderOptions, definition_name, render
+    from tessera.engine.config import batch_settings
+    from tessera.engine.executors.batch import BatchExecutor
+
+    env = batch_settings()
+    client = batch_client()
+    definition = args.definition or env.definition
+    if not definition:
+        name = definition_name(job)
+        found = call(
+            client, "DescribeJobDefinitions", {"jobDefinitionName": name, "status": "ACTIVE"}
+        ).get("jobDefinitions", [])
+        if found:
+            definition = str(max(found, key=lambda d: int(d["revision"]))["jobDefinitionArn"])
+        else:
+            image = args.image or env.image
+            if not image:
+                raise SpecError(
+                    "--image",
+                    f"is required to register the job definition {name} (or set "
+                    f"TESSERA_BATCH_IMAGE, or name a registered one with --definition)",
+                )
+            request = render(
+                job,
+                RenderOptions(
+                    image=image,
+                    job_role_arn=env.job_role_arn,
+                    execution_role_arn=env.execution_role_arn,
+                    log_group=env.log_group,
+                ),
+            )
+            response = call(client, "RegisterJobDefinition", request)
+            definition = str(response["jobDefinitionArn"])
+            print(f"registered {name}:{response['revision']} ({image})", file=sys.stderr)
+    try:
+        poll_s = float(os.environ.get("TESSERA_BATCH_POLL_S", "") or 30.0)
+    except ValueError:
+        raise SpecError("TESSERA_BATCH_POLL_S", "expected seconds between polls") from None
+    return BatchExecutor(args.queue, definition, client=client, poll_s=poll_s)
 
 
 def _kept(store_url: str) -> str:

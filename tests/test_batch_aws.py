@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -485,3 +486,48 @@ def test_batch_executor_runs_a_staged_job_one_stage_after_the_other(
     assert (tmp_path / "store" / "result.json").read_bytes() == (
         tmp_path / "ref" / "result.json"
     ).read_bytes()
+
+
+def test_run_with_the_batch_executor_registers_a_missing_definition(
+    moto_batch: MotoBatch, setup: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_job(tmp_path / "job.toml", job_dict(tmp_path / "store", name="run-register"))
+    proc = _cli(moto_batch, "run", str(path), "--queue", setup["queue"])
+    assert proc.returncode == 2 and "--queue: applies to --executor batch only" in proc.stderr
+    proc = _cli(moto_batch, "run", str(path), "--executor", "batch", "--queue", setup["queue"])
+    assert proc.returncode == 2, proc.stderr
+    assert "--image: is required to register the job definition tessera-run-register" in (
+        proc.stderr
+    )
+    env = {**os.environ, **moto_batch.env(), "TESSERA_FAULTS": "", "TESSERA_BATCH_POLL_S": "0.1"}
+    proc = subprocess.run(
+        [*TESSERA, "run", str(path), "--executor", "batch", "--queue", setup["queue"]]
+        + ["--image", "img:3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert "registered tessera-run-register:1 (img:3)" in proc.stderr, proc.stderr
+    found = moto_batch.client().describe_job_definitions(jobDefinitionName="tessera-run-register")
+    assert found["jobDefinitions"][0]["containerProperties"]["image"] == "img:3"
+
+
+def test_status_shows_a_failed_childs_last_json_log_lines(moto_batch: MotoBatch) -> None:
+    logs = moto_batch.client("logs")
+    logs.create_log_group(logGroupName="/aws/batch/job")
+    logs.create_log_stream(logGroupName="/aws/batch/job", logStreamName="tessera/child/7")
+    lines = ["starting", *(json.dumps({"event": "shard", "n": i}) for i in range(8)), "bye"]
+    now = int(time.time() * 1000)  # CloudWatch refuses events older than 14 days
+    logs.put_log_events(
+        logGroupName="/aws/batch/job",
+        logStreamName="tessera/child/7",
+        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)],
+    )
+    failure = status.failure_of(
+        {"jobId": "abc:7", "container": {"exitCode": 75, "logStreamName": "tessera/child/7"}}
+    )
+    tail = status.log_tail(logs, failure)
+    assert tail == tuple(json.dumps({"event": "shard", "n": i}) for i in range(3, 8))
+    missing = status.failure_of({"jobId": "x", "container": {"logStreamName": "nope"}})
+    assert status.log_tail(logs, missing) == ()  # unreadable: nothing, no error

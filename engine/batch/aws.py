@@ -46,6 +46,16 @@ def batch_client(region: str | None = None) -> Any:
     return boto3.client("batch", region_name=region, config=config)
 
 
+def logs_client(region: str | None = None) -> Any:
+    """A boto3 CloudWatch Logs client (endpoint ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS``), for the
+    last log lines of failed children; the same chain as :func:`batch_client`."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(user_agent_extra=f"tessera/{__version__}", retries={"mode": "standard"})
+    return boto3.client("logs", region_name=region, config=config)
+
+
 def call(
     client: Any,
     operation: str,

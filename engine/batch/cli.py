@@ -290,7 +290,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from tessera.engine.batch import status
-    from tessera.engine.batch.aws import batch_client
+    from tessera.engine.batch.aws import batch_client, logs_client
 
     if args.interval <= 0:
         from tessera.engine.errors import SpecError
@@ -302,6 +302,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         interval=args.interval,
         out=sys.stdout,
         once=not args.watch,
+        logs=logs_client(args.region),
     )
     ok = len(states) == len(set(args.job_ids)) and all(s.status == "SUCCEEDED" for s in states)
     return EXIT_OK if ok else EXIT_FAILED

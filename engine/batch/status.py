@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from tessera.engine.batch import contract as c
@@ -25,6 +25,9 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 job IDs
 SHOW_FAILURES = 50  # failed children listed per job
 CHILDREN = ("child", "children")
+DEFAULT_LOG_GROUP = "/aws/batch/job"  # where Batch logs without a logConfiguration
+LOG_TAIL = 5  # JSON log lines shown per failed child
+LOG_EVENTS_READ = 50  # log events read from the end of its stream to find them
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ChildFailure:
     exit_code: int | None
     reason: str
     log_stream: str | None
+    log_group: str = DEFAULT_LOG_GROUP
+    log_tail: tuple[str, ...] = ()  # its last JSON log lines, from CloudWatch Logs
 
     def line(self) -> str:
         where = "job" if self.array_index is None else f"child {self.array_index}"
@@ -108,6 +113,7 @@ def failure_of(job: Mapping[str, Any], shards: Sequence[int] | None = None) -> C
     if index is not None and shards is not None and 0 <= int(index) < len(shards):
         shard = shards[int(index)]
     code = container.get("exitCode")
+    options = (container.get("logConfiguration") or {}).get("options") or {}
     return ChildFailure(
         job_id=str(job.get("jobId", "")),
         array_index=None if index is None else int(index),
@@ -116,7 +122,29 @@ def failure_of(job: Mapping[str, Any], shards: Sequence[int] | None = None) -> C
         exit_code=None if code is None else int(code),
         reason=str(container.get("reason") or ""),
         log_stream=container.get("logStreamName"),
+        log_group=str(options.get("awslogs-group") or DEFAULT_LOG_GROUP),
     )
+
+
+def log_tail(logs: Any, failure: ChildFailure, lines: int = LOG_TAIL) -> tuple[str, ...]:
+    """The last ``lines`` JSON lines (the worker's events) of a failed child's log stream, or
+    its last lines when none is JSON; nothing when the stream cannot be read (status works
+    without CloudWatch Logs access)."""
+    if not failure.log_stream:
+        return ()
+    try:
+        events = logs.get_log_events(
+            logGroupName=failure.log_group,
+            logStreamName=failure.log_stream,
+            limit=LOG_EVENTS_READ,
+            startFromHead=False,
+        ).get("events", [])
+    except Exception:
+        return ()
+    messages = [str(e.get("message", "")).strip() for e in events]
+    messages = [m for m in messages if m]
+    as_json = [m for m in messages if m.startswith("{") and m.endswith("}")]
+    return tuple((as_json or messages)[-lines:])
 
 
 def need_of(job: Mapping[str, Any]) -> doctor.Need:
@@ -143,19 +171,29 @@ def describe(client: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
 def failed_children(
     client: Any, array_id: str, limit: int = SHOW_FAILURES
 ) -> tuple[list[Any], int]:
-    """Up to ``limit`` described failed children of an array job, and how many failed."""
+    """Up to ``limit`` described failed children of an array job, and how many failed. A
+    child's exit code and reason come from its ListJobs summary where DescribeJobs leaves them
+    out (moto's DescribeJobs does)."""
     ids: list[str] = []
+    summaries: dict[str, dict[str, Any]] = {}
     token: str | None = None
     while True:
         params: dict[str, Any] = {"arrayJobId": array_id, "jobStatus": "FAILED"}
         if token:
             params["nextToken"] = token
         page = call(client, "ListJobs", params)
-        ids.extend(str(j["jobId"]) for j in page.get("jobSummaryList", []))
+        for summary in page.get("jobSummaryList", []):
+            ids.append(str(summary["jobId"]))
+            summaries[ids[-1]] = dict(summary.get("container") or {})
         token = page.get("nextToken")
         if not token:
             break
-    return describe(client, ids[:limit]), len(ids)
+    described = describe(client, ids[:limit])
+    for job in described:
+        container = job.setdefault("container", {})
+        for key, value in summaries.get(str(job["jobId"]), {}).items():
+            container.setdefault(key, value)
+    return described, len(ids)
 
 
 def index_shards(job: Mapping[str, Any]) -> list[int] | None:
@@ -172,8 +210,9 @@ def index_shards(job: Mapping[str, Any]) -> list[int] | None:
         return None
 
 
-def collect(client: Any, ids: Sequence[str]) -> list[JobState]:
-    """The state of each job: progress, failed children, and why RUNNABLE ones wait."""
+def collect(client: Any, ids: Sequence[str], logs: Any = None) -> list[JobState]:
+    """The state of each job: progress, failed children (with their last log lines when a
+    CloudWatch Logs client ``logs`` is given), and why RUNNABLE ones wait."""
     diagnoses: dict[tuple[str, doctor.Need], doctor.Diagnosis] = {}
     out = []
     for job in describe(client, ids):
@@ -192,6 +231,8 @@ def collect(client: Any, ids: Sequence[str]) -> list[JobState]:
                 children, state.failed_total = failed_children(client, state.job_id)
                 shards = index_shards(job)
                 state.failures = [failure_of(child, shards) for child in children]
+            if logs is not None:
+                state.failures = [replace(f, log_tail=log_tail(logs, f)) for f in state.failures]
         if summary.get("RUNNABLE"):
             state.runnable = (
                 reasons.tally([job.get("statusReason")])
@@ -217,6 +258,7 @@ def lines(states: Sequence[JobState]) -> list[str]:
         out.append(f"{s.name} {s.job_id}: {s.status} {bar(s.summary, total)}")
         for failure in s.failures:
             out.append(f"  {failure.line()}")
+            out.extend(f"      log: {line}" for line in failure.log_tail)
             why = reasons.explain(failure.status_reason)  # cancelled by the queue's time limit
             if why:
                 out.append(f"      {why}")
@@ -248,10 +290,11 @@ def watch(
     out: TextIO,
     sleep: Callable[[float], None] = time.sleep,
     once: bool = False,
+    logs: Any = None,
 ) -> list[JobState]:
     """Print the states, every ``interval`` seconds until every job has finished (or once)."""
     while True:
-        states = collect(client, ids)
+        states = collect(client, ids, logs)
         stamp = time.strftime("%H:%M:%S")
         if not once:
             print(f"-- {stamp}", file=out)

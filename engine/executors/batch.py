@@ -52,6 +52,7 @@ class BatchExecutor:
         self.region = region
         self.poll_s = poll_s
         self.sleep = sleep
+        self.submitted: list[str] = []  # the Batch job IDs this executor has submitted
 
     def run(
         self,
@@ -83,6 +84,7 @@ class BatchExecutor:
         )
         submit.write_files(prepared)
         done = submit.send(self.client, prepared, reduce=False)
+        self.submitted.extend(done.arrays)
         on_event(Message(f"Batch: submitted {', '.join(done.arrays)} ({len(shards)} shards)"))
         self._poll(job, set(shards), done.arrays, on_event)
 
