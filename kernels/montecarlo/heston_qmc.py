@@ -212,11 +212,8 @@ def reduce(
 ) -> dict[str, Any]:
     """Prices (and Greeks) with errors from the replicates, ``paths``, ``scheme`` and
     ``sampler``. Raises ``ValueError`` when the sums do not cover every point."""
-    rows = np.asarray(arrays[ARRAY][...], dtype=np.float64)
     expected = (n_blocks(params), _replicates(params), N_STATS)
-    if rows.shape != expected:
-        raise ValueError(f"{ARRAY} has shape {rows.shape}, expected {expected}")
-    return _answer(params, rows, points(params))
+    return _answer(params, qmc.whole_rows(arrays, expected), points(params))
 
 
 def reduce_prefix(
@@ -228,11 +225,11 @@ def reduce_prefix(
     io: ShardIO | None = None,
 ) -> dict[str, Any]:
     """The answer of the first ``shards`` shards: the first points of every replicate."""
-    stop = qmc.prefix_stop(layout, shards)
-    if shards == layout.n_shards:
+    rows = qmc.prefix_rows(layout, arrays, shards)
+    if rows is None:
         return reduce(params, seed, arrays, io)
-    rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
-    return _answer(params, rows, qmc.block_points(points(params), BLOCK_SAMPLES, 0, stop))
+    n = qmc.block_points(points(params), BLOCK_SAMPLES, 0, rows.shape[0])
+    return _answer(params, rows, n)
 
 
 def shard_memory_bytes(params: Params, layout: Layout, shard: int) -> int:

@@ -162,8 +162,21 @@ def sampler_entry(replicates: int, points: int, bridge: bool) -> dict[str, Any]:
     }
 
 
-def prefix_stop(layout: Layout, shards: int) -> int:
-    """The end block of the first ``shards`` shards; ``ValueError`` out of 1..n_shards."""
+def whole_rows(arrays: Any, expected: tuple[int, int, int]) -> np.ndarray:
+    """``qmc_sums`` read whole (what ``reduce`` reads); ``ValueError`` unless it has the
+    ``expected`` shape."""
+    rows = np.asarray(arrays[ARRAY][...], dtype=np.float64)
+    if rows.shape != expected:
+        raise ValueError(f"{ARRAY} has shape {rows.shape}, expected {expected}")
+    return rows
+
+
+def prefix_rows(layout: Layout, arrays: Any, shards: int) -> np.ndarray | None:
+    """The rows of the first ``shards`` shards (what ``reduce_prefix`` reads), or ``None``
+    when those are all of them (the whole answer, ``reduce``'s). ``ValueError`` for
+    ``shards`` outside 1..n_shards."""
     if not 1 <= shards <= layout.n_shards:
         raise ValueError(f"shards must be in 1..{layout.n_shards}, got {shards}")
-    return int(layout.bounds[0][shards])
+    if shards == layout.n_shards:
+        return None
+    return np.asarray(arrays[ARRAY][0 : int(layout.bounds[0][shards])], dtype=np.float64)

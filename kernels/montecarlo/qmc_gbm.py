@@ -149,11 +149,8 @@ def reduce(
     products in the job's order, ``paths``, and ``sampler`` (``name``, ``replicates``,
     ``points_per_replicate``, ``brownian_bridge``). Raises ``ValueError`` when the sums do not
     cover every point of every replicate."""
-    rows = np.asarray(arrays[ARRAY][...], dtype=np.float64)
     expected = (n_blocks(params), replicates(params), N_STATS)
-    if rows.shape != expected:
-        raise ValueError(f"{ARRAY} has shape {rows.shape}, expected {expected}")
-    return _answer(params, rows, points(params))
+    return _answer(params, qmc.whole_rows(arrays, expected), points(params))
 
 
 def reduce_prefix(
@@ -166,11 +163,11 @@ def reduce_prefix(
 ) -> dict[str, Any]:
     """The answer of the first ``shards`` shards alone (``[job] target_stderr``): the first
     points of every replicate, ``reduce``'s keys."""
-    stop = qmc.prefix_stop(layout, shards)
-    if shards == layout.n_shards:
+    rows = qmc.prefix_rows(layout, arrays, shards)
+    if rows is None:
         return reduce(params, seed, arrays, io)
-    rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
-    return _answer(params, rows, qmc.block_points(points(params), BLOCK_SAMPLES, 0, stop))
+    n = qmc.block_points(points(params), BLOCK_SAMPLES, 0, rows.shape[0])
+    return _answer(params, rows, n)
 
 
 def shard_memory_bytes(params: Params, layout: Layout, shard: int) -> int:
