@@ -135,10 +135,8 @@ def main() -> int:
     if reason is not None and args.docker_host is None:
         print(f"no Docker engine: {reason}", file=sys.stderr)
         return 2
-    engine = DockerEngine()
-    if args.docker_host:
-        engine.host = args.docker_host
-    else:
+    engine = DockerEngine(args.docker_host)
+    if not args.docker_host:
         engine.start()
     try:
         build_s = build(engine) if args.image is None else None

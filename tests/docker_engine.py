@@ -57,12 +57,11 @@ STOP_TIMEOUT_S = 20.0
 class DockerEngine:
     """A ``dockerd`` of the test session's own (see the module docstring)."""
 
-    def __init__(self) -> None:
-        # a short path: a unix socket's path is limited to 107 bytes
-        self.folder = Path(tempfile.mkdtemp(prefix="tdk-", dir="/tmp"))
-        self.socket = self.folder / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        self.log_path = self.folder / "dockerd.log"
+    def __init__(self, host: str | None = None) -> None:
+        """An engine to ``start`` (a dockerd of its own, in a folder made then), or, with
+        ``host``, one already running, used as it is (``stop`` leaves it alone)."""
+        self.folder: Path | None = None
+        self.host = host or ""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -81,6 +80,11 @@ class DockerEngine:
         return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "1"}
 
     def start(self) -> DockerEngine:
+        # a short path: a unix socket's path is limited to 107 bytes
+        self.folder = Path(tempfile.mkdtemp(prefix="tdk-", dir="/tmp"))
+        self.socket = self.folder / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.log_path = self.folder / "dockerd.log"
         args = [
             "dockerd",
             "--storage-driver=vfs",
@@ -143,6 +147,8 @@ class DockerEngine:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        if self.folder is None:  # an engine this object did not start
+            return
         subprocess.run(["umount", "-R", str(self.folder / "exec")], capture_output=True)
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -217,8 +223,7 @@ def main() -> int:
     if "DOCKER_HOST" not in os.environ:
         print("set DOCKER_HOST to the engine to load the stand-in into", file=sys.stderr)
         return 2
-    engine = DockerEngine()
-    engine.host = os.environ["DOCKER_HOST"]
+    engine = DockerEngine(os.environ["DOCKER_HOST"])
     print(ensure_standin(engine))
     return 0
 
@@ -238,8 +243,7 @@ def docker_engine() -> Iterator[DockerEngine]:
     (no docker.io, not root)."""
     reuse = os.environ.get("TESSERA_TEST_DOCKER_HOST")
     if reuse:  # a developer's engine, kept between runs (its build cache makes rebuilds quick)
-        engine = DockerEngine()
-        engine.host = reuse
+        engine = DockerEngine(reuse)
         yield engine
         return
     reason = DockerEngine.unavailable()
