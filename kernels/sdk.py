@@ -7,9 +7,10 @@ Two bases:
   ``compute`` and ``reduce``.
 - ``BlockKernel``: the common Monte Carlo shape. The work is ``items(params)`` items (paths,
   photons, samples) cut into blocks of ``block_items``; ``compute_blocks`` returns one row of
-  ``columns`` sums per block; ``finish`` turns the column totals into the answer. Blocks are a
-  constant of the kernel, not of the shard, and totals are exact sums (``math.fsum``) in block
-  order, so the result is byte-identical for any shard count and executor.
+  ``columns`` sums per block; ``finish`` turns the column totals into the answer, taking its
+  counts from the totals, so that the first shards alone answer too (``reduce_prefix``). Blocks
+  are a constant of the kernel, not of the shard, and totals are exact sums (``math.fsum``) in
+  block order, so the result is byte-identical for any shard count and executor.
 
 Params: a frozen dataclass. Each field's type hint says what is accepted (``int``, ``float``,
 ``bool``, ``str``, ``Literal[...]``, ``tuple[T, ...]``, ``T | None``); ``param(default, lo=...,
@@ -265,16 +266,21 @@ class Kernel:
 class BlockKernel(Kernel):
     """A kernel whose work is ``items(params)`` items in blocks of ``block_items``, each block
     summarised by one row of ``columns`` float64 sums. Write ``items``, ``compute_blocks`` and
-    ``finish``; set ``columns``, ``block_items`` and ``work_unit``.
+    ``finish``; set ``columns``, ``count_column``, ``block_items`` and ``work_unit``.
 
     ``compute_blocks(params, seed, first, last, block_items, n_items)`` returns a float64 array
     of shape ``(last - first, len(columns))``: block ``b`` covers items ``b * block_items`` up
     to ``min((b + 1) * block_items, n_items)``. Derive random streams from ``(seed, item)``
     (e.g. ``tessera.kernels.rng.philox4x32``), never from the shard.
-    ``finish(params, totals)`` gets the column totals by name and returns the answer.
+    ``finish(params, totals)`` gets the column totals by name and returns the answer. It gets
+    the totals of the first shards alone too (``reduce_prefix``, for ``[job] target_stderr``),
+    so it takes its counts from the totals, not from ``params``. ``count_column`` names the
+    column that counts each block's items: with it, ``reduce`` and ``reduce_prefix`` refuse
+    totals that do not count every item of their blocks (a missing or foreign shard).
     """
 
     columns: ClassVar[tuple[str, ...]] = ()
+    count_column: ClassVar[str | None] = None  # the column of items per block, when there is one
     block_items: ClassVar[int] = 4096
     array: ClassVar[str] = "blocks"
     shard_items: ClassVar[int] = 1 << 22  # default shard size in items
@@ -345,10 +351,14 @@ class BlockKernel(Kernel):
     def reduce(
         self, params: Any, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
     ) -> dict[str, Any]:
-        """Exact column totals in block order (``math.fsum``), handed to ``finish``."""
+        """``finish`` on the exact column totals of every block, in block order (``math.fsum``).
+        Raises ``ValueError`` when the array is not ``(n_blocks, len(columns))`` or the totals
+        do not count every item (see ``count_column``)."""
         rows = np.asarray(arrays[self.array][...], dtype=np.float64)
-        totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
-        return self.finish(params, totals)
+        expected = (self.n_blocks(params), len(self.columns))
+        if rows.shape != expected:
+            raise ValueError(f"{self.array} has shape {rows.shape}, expected {expected}")
+        return self.finish(params, self._totals(params, rows))
 
     def reduce_prefix(
         self,
@@ -359,10 +369,28 @@ class BlockKernel(Kernel):
         shards: int,
         io: ShardIO | None = None,
     ) -> dict[str, Any]:
-        """The answer of the first ``shards`` shards (``[job] target_stderr``): ``finish`` on
-        the totals of their blocks only, so ``finish`` must take its counts from the totals
-        (as ``points`` above), not from ``params``."""
-        stop = layout.bounds[0][shards]
+        """The answer of the first ``shards`` shards alone (``[job] target_stderr``): ``finish``
+        on the totals of their blocks only (``reduce`` for all of them). Raises ``ValueError``
+        for ``shards`` outside 1..n_shards and, as ``reduce``, for totals short of items."""
+        if not 1 <= shards <= layout.n_shards:
+            raise ValueError(f"shards must be in 1..{layout.n_shards}, got {shards}")
+        if shards == layout.n_shards:
+            return self.reduce(params, seed, arrays, io)
+        stop = int(layout.bounds[0][shards])
         rows = np.asarray(arrays[self.array][0:stop], dtype=np.float64)
+        return self.finish(params, self._totals(params, rows))
+
+    def _totals(self, params: Any, rows: np.ndarray) -> dict[str, float]:
+        """Exact column totals of ``rows``, the first blocks of the job; ``ValueError`` when
+        ``count_column`` does not count every item of those blocks."""
         totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
-        return self.finish(params, totals)
+        if self.count_column is not None:
+            counted = totals[self.count_column]
+            expected = min(len(rows) * self.block_items, self.items(params))
+            if counted != expected:
+                raise ValueError(
+                    f"{self.array} covers {counted:.0f} items in {len(rows)} blocks, expected "
+                    f"{expected} (column {self.count_column!r}): a shard is missing or belongs "
+                    f"to another job"
+                )
+        return totals

@@ -23,6 +23,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import pytest
 
 import tessera
 from tessera.kernels import registry
-from tessera.sdk import ParamError
+from tessera.sdk import BlockKernel, ParamError, param
 from tests.jobs import write_job
 from tests.naive import philox4x32
 
@@ -588,3 +589,80 @@ def test_readme_kernel_stops_at_a_target_stderr(
     assert result["stderr"] == result["target"]["reached_stderr"] <= 0.0015
     assert abs(result["pi"] - math.pi) < 4 * result["stderr"]
     assert "target reached" in proc.stderr
+
+
+# -- the SDK's BlockKernel: the answer of a prefix of shards, and a whole job that lacks one
+
+
+@dataclass(frozen=True)
+class CoinParams:
+    flips: int = param(10_500, lo=1)
+
+
+class CoinKernel(BlockKernel):
+    """Heads among ``flips`` coins (a hash of seed and flip): ``finish`` counts the flips from
+    the totals, as the SDK asks."""
+
+    Params = CoinParams
+    columns = ("flips", "heads")
+    count_column = "flips"
+    block_items = 1000
+
+    def items(self, params: CoinParams) -> int:
+        return params.flips
+
+    def compute_blocks(
+        self, params: CoinParams, seed: int, first: int, last: int, block_items: int, n_items: int
+    ) -> np.ndarray:
+        rows = np.zeros((last - first, 2))
+        for b in range(first, last):
+            flips = np.arange(b * block_items, min((b + 1) * block_items, n_items))
+            rows[b - first] = flips.size, (((flips * 2_654_435_761 + seed) >> 7) & 1).sum()
+        return rows
+
+    def finish(self, params: CoinParams, totals: dict[str, float]) -> dict[str, Any]:
+        n = totals["flips"]
+        p = totals["heads"] / n
+        return {"flips": int(n), "p": p, "stderr": math.sqrt(p * (1 - p) / n)}
+
+
+def _coin_blocks(flips: int, shards: int) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    kernel = CoinKernel()
+    params = kernel.parse_params({"flips": flips})
+    layout = kernel.layout(params, shards)
+    rows = [kernel.compute(params, 3, layout, s).arrays["blocks"] for s in range(shards)]
+    return params, layout, {"blocks": np.vstack(rows)}
+
+
+def test_a_block_kernel_answers_a_prefix_of_shards_as_the_smaller_job() -> None:
+    """10,500 flips in 11 blocks, 4 shards of 3, 3, 3 and 2 blocks: the first 2 shards answer
+    as a job of 6,000 flips, all 4 as the whole job."""
+    kernel = CoinKernel()
+    params, layout, arrays = _coin_blocks(10_500, 4)
+    assert layout.bounds[0] == (0, 3, 6, 9, 11)
+    small = _coin_blocks(6_000, 1)
+    two = kernel.reduce_prefix(params, 3, layout, arrays, 2)
+    assert two == kernel.reduce(small[0], 3, small[2]) and two["flips"] == 6_000
+    whole = kernel.reduce(params, 3, arrays)
+    assert kernel.reduce_prefix(params, 3, layout, arrays, 4) == whole
+    assert whole["flips"] == 10_500
+    with pytest.raises(ValueError, match=r"shards must be in 1\.\.4, got 0"):
+        kernel.reduce_prefix(params, 3, layout, arrays, 0)
+
+
+def test_a_block_kernel_refuses_a_whole_job_with_a_shard_missing_or_of_another_shape() -> None:
+    kernel = CoinKernel()
+    params, layout, arrays = _coin_blocks(10_500, 4)
+    holed = arrays["blocks"].copy()
+    holed[3:6] = 0.0  # shard 1 never committed: the store's fill value
+    message = (
+        "blocks covers 7500 items in 11 blocks, expected 10500 (column 'flips'): a shard is "
+        "missing or belongs to another job"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kernel.reduce(params, 3, {"blocks": holed})
+    with pytest.raises(ValueError, match="covers 3000 items in 6 blocks, expected 6000"):
+        kernel.reduce_prefix(params, 3, layout, {"blocks": holed}, 2)
+    assert kernel.reduce_prefix(params, 3, layout, {"blocks": holed}, 1)["flips"] == 3_000
+    with pytest.raises(ValueError, match=re.escape("blocks has shape (9, 2), expected (11, 2)")):
+        kernel.reduce(params, 3, {"blocks": arrays["blocks"][:9]})

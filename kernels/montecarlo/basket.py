@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numba
@@ -20,7 +19,7 @@ import numpy as np
 
 from tessera.kernels import fastmath
 from tessera.kernels.base import ArraySpec, Layout, ParamError, ShardIO, ShardOutput, split_rows
-from tessera.kernels.montecarlo import basket_params, closed_form_basket
+from tessera.kernels.montecarlo import basket_params, closed_form_basket, qmc
 from tessera.kernels.montecarlo.basket_cpu import (
     BLOCK_SAMPLES,
     COL_COUNT,
@@ -94,19 +93,9 @@ def geometric_reference(params: Params) -> float:
     )
 
 
-def _sobol(params: Params) -> Any:
-    """:mod:`basket_qmc` for a ``sampler = "sobol"`` job (its functions have the kernel
-    methods' signatures, less ``self``), else ``None``."""
-    if params.sampler.sobol:
-        from tessera.kernels.montecarlo import basket_qmc
-
-        return basket_qmc
-    return None
-
-
-class BasketKernel(BlockKernel):
-    """``montecarlo.basket``: see :mod:`tessera.kernels.montecarlo.basket_params` for the
-    params and products, :mod:`tessera.kernels.montecarlo.basket_cpu` for the simulation."""
+class BasketPhiloxKernel(BlockKernel):
+    """``montecarlo.basket`` on Philox normals (``sampler = "philox"``); ``BasketKernel`` below
+    hands Sobol jobs to :mod:`tessera.kernels.montecarlo.basket_qmc`."""
 
     name = "montecarlo.basket"
     work_unit = "asset-path-steps"
@@ -115,6 +104,7 @@ class BasketKernel(BlockKernel):
     columns: ClassVar[tuple[str, ...]] = (
         ("count",) + tuple(f"{p}.{m}" for p in PRODUCT_ORDER for m in ("sum", "sumsq")) + ("cross",)
     )
+    count_column = "count"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key (down to the list entry)."""
@@ -158,8 +148,6 @@ class BasketKernel(BlockKernel):
     def shards_for_size(self, params: Params, shard_size: int) -> int:
         """Shards when each holds ``shard_size`` paths (rounded up to whole blocks of
         ``BLOCK_SAMPLES`` samples). Raises ``ParamError`` for ``shard_size < 1``."""
-        if (variant := _sobol(params)) is not None:
-            return variant.shards_for_size(params, shard_size)
         if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
             raise ParamError("shard_size", f"expected a number of paths >= 1, got {shard_size!r}")
         samples = max(shard_size // _paths_per_sample(params), 1)
@@ -168,16 +156,12 @@ class BasketKernel(BlockKernel):
 
     def default_shards(self, params: Params) -> int:
         """About ``DEFAULT_SHARD_WORK`` asset-path-steps per shard, at most one per block."""
-        if (variant := _sobol(params)) is not None:
-            return variant.default_shards(params)
         work = params.paths * params.steps * params.assets
         return max(1, min(n_blocks(params), -(-work // DEFAULT_SHARD_WORK)))
 
     def layout(self, params: Params, n_shards: int) -> Layout:
         """One array ``sums`` (n_blocks, N_STATS) float64, cut by ``split_rows``; work in
         asset-path-steps."""
-        if (variant := _sobol(params)) is not None:
-            return variant.layout(params, n_shards)
         rows = n_blocks(params)
         chunk, bounds = split_rows(rows, n_shards)
         work = tuple(self._work(params, a, b) for a, b in zip(bounds[:-1], bounds[1:]))
@@ -196,8 +180,6 @@ class BasketKernel(BlockKernel):
         "paths", "asset_path_steps"}``. CPU only: raises ``ValueError`` when the engine lends
         a GPU (``io.device == "cuda"``), and for a shard out of range or a layout of another
         job."""
-        if (variant := _sobol(params)) is not None:
-            return variant.compute(params, seed, layout, shard, io)
         if io is not None and io.device != "cpu":
             raise ValueError(f"{_NO_GPU} (the engine lent device {io.device!r})")
         if not 0 <= shard < layout.n_shards:
@@ -217,56 +199,13 @@ class BasketKernel(BlockKernel):
         }
         return ShardOutput(arrays={ARRAY: rows}, stats=stats)
 
-    def reduce(
-        self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
-    ) -> dict[str, Any]:
-        """Checks the shape of ``sums``, then ``finish`` on the exact column totals."""
-        if (variant := _sobol(params)) is not None:
-            return variant.reduce(params, seed, arrays, io)
-        shape = tuple(arrays[ARRAY].shape)
-        if shape != (n_blocks(params), N_STATS):
-            raise ValueError(f"{ARRAY} has shape {shape}, expected {(n_blocks(params), N_STATS)}")
-        return super().reduce(params, seed, arrays, io)
-
-    def warm(self, params: Params) -> None:
-        """Compile the kernel the job runs (or load Numba's cache) on no blocks."""
-        if (variant := _sobol(params)) is not None:
-            return variant.warm(params)
-        return super().warm(params)
-
-    def reduce_prefix(
-        self,
-        params: Params,
-        seed: int,
-        layout: Layout,
-        arrays: Mapping[str, Any],
-        shards: int,
-        io: ShardIO | None = None,
-    ) -> dict[str, Any]:
-        """The answer of the first ``shards`` shards alone (``[job] target_stderr``):
-        ``reduce``'s keys over their blocks, ``paths`` the paths they hold."""
-        if (variant := _sobol(params)) is not None:
-            return variant.reduce_prefix(params, seed, layout, arrays, shards, io)
-        if not 1 <= shards <= layout.n_shards:
-            raise ValueError(f"shards must be in 1..{layout.n_shards}, got {shards}")
-        if shards == layout.n_shards:
-            return self.reduce(params, seed, arrays, io)
-        stop = layout.bounds[0][shards]
-        prefix = replace(params, paths=_block_paths(params, 0, stop))
-        rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
-        totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
-        return self.finish(prefix, totals)
-
     def finish(self, params: Params, totals: dict[str, float]) -> dict[str, Any]:
         """Price, standard error and 95% interval of each requested product (in the job's
-        order), ``paths`` and ``assets``; with ``control_variate`` the basket call is the
-        regression estimate on the geometric basket call (closed form known) and
-        ``control_variate`` holds ``beta`` and ``stderr_without``. Raises ``ValueError`` when
-        the sums do not cover every sample (a missing or foreign shard)."""
+        order), ``paths`` (those the totals count) and ``assets``; with ``control_variate``
+        the basket call is the regression estimate on the geometric basket call (closed form
+        known) and ``control_variate`` holds ``beta`` and ``stderr_without``."""
         tot = list(totals.values())
         n = tot[COL_COUNT]
-        if n != params.samples:
-            raise ValueError(f"{ARRAY} covers {n:.0f} samples, expected {params.samples}")
         products: dict[str, dict[str, Any]] = {}
         extra: dict[str, Any] = {}
         for name in params.products:
@@ -290,18 +229,26 @@ class BasketKernel(BlockKernel):
                 "stderr": se,
                 "ci95": [price - Z95 * se, price + Z95 * se],
             }
-        return {"products": products, "paths": params.paths, "assets": params.assets, **extra}
+        paths = int(n) * _paths_per_sample(params)
+        return {"products": products, "paths": paths, "assets": params.assets, **extra}
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard beyond the interpreter and compiled code: one
         block's lane state per Numba thread (3 n + 14 arrays of LANES float64, the
         accumulators included), plus the shard's rows twice (the result and the copy the store
         encodes)."""
-        if (variant := _sobol(params)) is not None:
-            return variant.shard_memory_bytes(params, layout, shard)
         start, stop = layout.region(shard)[ARRAY]
         lanes = (3 * params.assets + 14 + 9) * LANES * 8
         return lanes * numba.config.NUMBA_NUM_THREADS + 2 * (stop - start) * N_STATS * 8
+
+
+class BasketKernel(qmc.SobolSwitch, BasketPhiloxKernel):
+    """``montecarlo.basket``: see :mod:`tessera.kernels.montecarlo.basket_params` for the
+    params and products, :mod:`tessera.kernels.montecarlo.basket_cpu` for the simulation. A
+    ``sampler = "sobol"`` job runs on :mod:`tessera.kernels.montecarlo.basket_qmc`, any other
+    on ``BasketPhiloxKernel``."""
+
+    sobol_module = "tessera.kernels.montecarlo.basket_qmc"
 
 
 KERNEL = BasketKernel()

@@ -29,9 +29,7 @@ Greek estimators (each a per-sample estimator, so its standard error comes from 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numba
@@ -39,7 +37,7 @@ import numpy as np
 
 from tessera.kernels import fastmath
 from tessera.kernels.base import ArraySpec, Layout, ParamError, ShardIO, ShardOutput, split_rows
-from tessera.kernels.montecarlo import heston_params
+from tessera.kernels.montecarlo import heston_params, qmc
 from tessera.kernels.montecarlo.gbm import Z95, _mean_se
 from tessera.kernels.montecarlo.heston_cpu import (
     BLOCK_SAMPLES,
@@ -135,19 +133,9 @@ def kernel_args(params: Params, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     return c, kc, flags, key
 
 
-def _sobol(params: Params) -> Any:
-    """:mod:`heston_qmc` for a ``sampler = "sobol"`` job (its functions have the kernel
-    methods' signatures, less ``self``), else ``None``."""
-    if params.sampler.sobol:
-        from tessera.kernels.montecarlo import heston_qmc
-
-        return heston_qmc
-    return None
-
-
-class HestonKernel(BlockKernel):
-    """``montecarlo.heston``: see DESIGN.md, "Kernels", and
-    :mod:`tessera.kernels.montecarlo.heston_params`."""
+class HestonPhiloxKernel(BlockKernel):
+    """``montecarlo.heston`` on Philox normals (``sampler = "philox"``); ``HestonKernel`` below
+    hands Sobol jobs to :mod:`tessera.kernels.montecarlo.heston_qmc`."""
 
     name = "montecarlo.heston"
     work_unit = "path-steps"
@@ -156,6 +144,7 @@ class HestonKernel(BlockKernel):
     columns: ClassVar[tuple[str, ...]] = ("count",) + tuple(
         f"{p}.{e}.{m}" for p in PRODUCT_ORDER for e in ESTIMATORS for m in ("sum", "sumsq")
     )
+    count_column = "count"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
@@ -181,8 +170,6 @@ class HestonKernel(BlockKernel):
     def shards_for_size(self, params: Params, shard_size: int) -> int:
         """Shards when each holds ``shard_size`` paths (rounded up to whole blocks of
         ``BLOCK_SAMPLES`` samples). Raises ``ParamError`` for ``shard_size < 1``."""
-        if (variant := _sobol(params)) is not None:
-            return variant.shards_for_size(params, shard_size)
         if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
             raise ParamError("shard_size", f"expected a number of paths >= 1, got {shard_size!r}")
         samples = max(shard_size // _paths_per_sample(params), 1)
@@ -191,16 +178,12 @@ class HestonKernel(BlockKernel):
 
     def default_shards(self, params: Params) -> int:
         """About ``DEFAULT_SHARD_WORK`` path-steps per shard, at most one shard per block."""
-        if (variant := _sobol(params)) is not None:
-            return variant.default_shards(params)
         work = params.paths * params.steps
         return max(1, min(n_blocks(params), -(-work // DEFAULT_SHARD_WORK)))
 
     def layout(self, params: Params, n_shards: int) -> Layout:
         """One array ``sums`` (n_blocks, N_STATS) float64, cut by ``split_rows``; work in
         path-steps (the vega re-simulations are not counted)."""
-        if (variant := _sobol(params)) is not None:
-            return variant.layout(params, n_shards)
         rows = n_blocks(params)
         chunk, bounds = split_rows(rows, n_shards)
         work = tuple(
@@ -225,8 +208,6 @@ class HestonKernel(BlockKernel):
         the CPU. Raises ``ValueError`` for a shard out of range, a layout of another job, a
         seed outside [0, 2**64) or an unknown device, and ``NoDeviceError`` when a GPU is asked
         for and none is usable."""
-        if (variant := _sobol(params)) is not None:
-            return variant.compute(params, seed, layout, shard, io)
         if not 0 <= shard < layout.n_shards:
             raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
         spec = layout.arrays[0]
@@ -258,54 +239,12 @@ class HestonKernel(BlockKernel):
             stats["device"] = device
         return ShardOutput(arrays={ARRAY: rows}, stats=stats)
 
-    def reduce(
-        self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
-    ) -> dict[str, Any]:
-        """Checks the shape of ``sums``, then ``finish`` on the exact column totals."""
-        if (variant := _sobol(params)) is not None:
-            return variant.reduce(params, seed, arrays, io)
-        shape = tuple(arrays[ARRAY].shape)
-        if shape != (n_blocks(params), N_STATS):
-            raise ValueError(f"{ARRAY} has shape {shape}, expected {(n_blocks(params), N_STATS)}")
-        return super().reduce(params, seed, arrays, io)
-
-    def warm(self, params: Params) -> None:
-        """Compile the kernel the job runs (or load Numba's cache) on no blocks."""
-        if (variant := _sobol(params)) is not None:
-            return variant.warm(params)
-        return super().warm(params)
-
-    def reduce_prefix(
-        self,
-        params: Params,
-        seed: int,
-        layout: Layout,
-        arrays: Mapping[str, Any],
-        shards: int,
-        io: ShardIO | None = None,
-    ) -> dict[str, Any]:
-        """The answer of the first ``shards`` shards alone (``[job] target_stderr``):
-        ``reduce``'s keys over their blocks, ``paths`` the paths they hold."""
-        if (variant := _sobol(params)) is not None:
-            return variant.reduce_prefix(params, seed, layout, arrays, shards, io)
-        if not 1 <= shards <= layout.n_shards:
-            raise ValueError(f"shards must be in 1..{layout.n_shards}, got {shards}")
-        if shards == layout.n_shards:
-            return self.reduce(params, seed, arrays, io)
-        stop = layout.bounds[0][shards]
-        prefix = replace(params, paths=_block_paths(params, 0, stop))
-        rows = np.asarray(arrays[ARRAY][0:stop], dtype=np.float64)
-        totals = {c: math.fsum(rows[:, i].tolist()) for i, c in enumerate(self.columns)}
-        return self.finish(prefix, totals)
-
     def finish(self, params: Params, totals: dict[str, float]) -> dict[str, Any]:
         """Price, standard error and 95% interval of each requested product (in the job's
-        order), its requested Greeks (value, standard error), ``paths`` and ``scheme``. Raises
-        ``ValueError`` when the sums do not cover every sample (a missing or foreign shard)."""
+        order), its requested Greeks (value, standard error), ``paths`` (those the totals
+        count) and ``scheme``."""
         cols = list(totals.values())
         n = cols[COL_COUNT]
-        if n != params.samples:
-            raise ValueError(f"{ARRAY} covers {n:.0f} samples, expected {params.samples}")
         products: dict[str, dict[str, Any]] = {}
         for name in params.products:
             c = col_sum(name, "price")
@@ -323,18 +262,25 @@ class HestonKernel(BlockKernel):
                     greeks[greek] = {"value": value, "stderr": gse}
                 entry["greeks"] = greeks
             products[name] = entry
-        return {"products": products, "paths": params.paths, "scheme": params.scheme}
+        paths = int(n) * _paths_per_sample(params)
+        return {"products": products, "paths": paths, "scheme": params.scheme}
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard beyond the interpreter and compiled code: one
         block's accumulators per Numba thread, plus the shard's rows twice (the result and the
         copy the store encodes). Independent of ``paths`` for a fixed number of rows."""
-        if (variant := _sobol(params)) is not None:
-            return variant.shard_memory_bytes(params, layout, shard)
         start, stop = layout.region(shard)[ARRAY]
         return (
             _BLOCK_STATE_BYTES * numba.config.NUMBA_NUM_THREADS + 2 * (stop - start) * N_STATS * 8
         )
+
+
+class HestonKernel(qmc.SobolSwitch, HestonPhiloxKernel):
+    """``montecarlo.heston``: see DESIGN.md, "Kernels", and
+    :mod:`tessera.kernels.montecarlo.heston_params`. A ``sampler = "sobol"`` job runs on
+    :mod:`tessera.kernels.montecarlo.heston_qmc`, any other on ``HestonPhiloxKernel``."""
+
+    sobol_module = "tessera.kernels.montecarlo.heston_qmc"
 
 
 KERNEL = HestonKernel()

@@ -10,19 +10,23 @@ replicate) and ``result.json`` is byte-identical for any shard count, executor a
 
 The standard error of a price is the spread of the replicates' means over sqrt(R): the
 replicates are independent and each is unbiased, so the error is honest however small.
+
+:class:`SobolSwitch` hands a Sobol job of an SDK ``BlockKernel`` (heston, basket) to its QMC module.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from tessera.kernels.base import ArraySpec, Layout, ParamError, split_rows
+from tessera.kernels.base import ArraySpec, Layout, ParamError, ShardIO, ShardOutput, split_rows
 from tessera.kernels.montecarlo import sobol
+from tessera.kernels.sdk import BlockKernel
 
 ARRAY = "qmc_sums"
 Z95 = 1.959963984540054  # as gbm.Z95
@@ -180,3 +184,76 @@ def prefix_rows(layout: Layout, arrays: Any, shards: int) -> np.ndarray | None:
     if shards == layout.n_shards:
         return None
     return np.asarray(arrays[ARRAY][0 : int(layout.bounds[0][shards])], dtype=np.float64)
+
+
+class SobolSwitch(BlockKernel):
+    """Runs a ``sampler = "sobol"`` job on the module ``sobol_module`` names (imported then
+    only), whose functions are the kernel methods below less ``self``, and every other job on
+    the kernel after this class in the method order, the Philox one. List it first:
+    ``class HestonKernel(SobolSwitch, HestonPhiloxKernel)``."""
+
+    sobol_module: ClassVar[str]
+
+    def _sobol(self, params: Any) -> Any:
+        """The QMC module of a Sobol job, else ``None``."""
+        return importlib.import_module(self.sobol_module) if params.sampler.sobol else None
+
+    def warm(self, params: Any) -> None:
+        """The job's sampler's ``warm``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.warm(params)
+        return super().warm(params)
+
+    def shards_for_size(self, params: Any, shard_size: int) -> int:
+        """The job's sampler's ``shards_for_size``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.shards_for_size(params, shard_size)
+        return super().shards_for_size(params, shard_size)
+
+    def default_shards(self, params: Any) -> int:
+        """The job's sampler's ``default_shards``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.default_shards(params)
+        return super().default_shards(params)
+
+    def layout(self, params: Any, n_shards: int) -> Layout:
+        """The job's sampler's ``layout``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.layout(params, n_shards)
+        return super().layout(params, n_shards)
+
+    def compute(
+        self, params: Any, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
+    ) -> ShardOutput:
+        """The job's sampler's ``compute``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.compute(params, seed, layout, shard, io)
+        return super().compute(params, seed, layout, shard, io)
+
+    def reduce(
+        self, params: Any, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
+    ) -> dict[str, Any]:
+        """The job's sampler's ``reduce``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.reduce(params, seed, arrays, io)
+        return super().reduce(params, seed, arrays, io)
+
+    def reduce_prefix(
+        self,
+        params: Any,
+        seed: int,
+        layout: Layout,
+        arrays: Mapping[str, Any],
+        shards: int,
+        io: ShardIO | None = None,
+    ) -> dict[str, Any]:
+        """The job's sampler's ``reduce_prefix``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.reduce_prefix(params, seed, layout, arrays, shards, io)
+        return super().reduce_prefix(params, seed, layout, arrays, shards, io)
+
+    def shard_memory_bytes(self, params: Any, layout: Layout, shard: int) -> int:
+        """The job's sampler's ``shard_memory_bytes``."""
+        if (variant := self._sobol(params)) is not None:
+            return variant.shard_memory_bytes(params, layout, shard)
+        return super().shard_memory_bytes(params, layout, shard)
