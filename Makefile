@@ -53,6 +53,7 @@ ensure-docker:
 # The image's exact versions, from this environment (what the tests run with).
 constraints: $(STAMP)
 	$(PY) containers/constraints.py
+	$(PY) containers/constraints.py --gpu
 
 # The worker image, into the engine DOCKER_HOST names (the real base, or load the stand-in
 # first: `python -m tests.docker_engine standin`).

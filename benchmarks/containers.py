@@ -8,6 +8,12 @@ compiled for this machine's CPU target. Writes ``benchmarks/results/containers-<
 (the engine's storage driver: vfs copies the whole image for every new container, overlay2,
 what ECS uses, does not).
 
+It also runs an 8-child array job through moto's Docker-backed Batch (every child a container,
+the store on a SeaweedFS S3 server) and, in the same run, the same job with ``tessera batch
+local`` (every child a process) at the parallelism moto's containers had: the wall time from
+submission to the reduce job's end, and what the containers cost on top. With ``--gpu-image``
+it measures the GPU image's size too.
+
     python benchmarks/containers.py [--repeats 3] [--image TAG]   (as root, docker.io installed)
 
 ``--docker-host unix://...`` uses a running engine (its build cache makes the build quick);
@@ -32,8 +38,16 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
-from tests.docker_engine import CLIENT, IMAGE_TAG, DockerEngine, ensure_standin  # noqa: E402
+from tests import batch_docker  # noqa: E402
+from tests.docker_engine import (  # noqa: E402
+    CLIENT,
+    GPU_IMAGE_TAG,
+    IMAGE_TAG,
+    DockerEngine,
+    ensure_standin,
+)
 from tests.jobs import write_job  # noqa: E402
+from tests.s3server import SeaweedS3  # noqa: E402
 
 JOB = {
     "job": {"name": "first-commit", "kernel": "montecarlo.gbm", "store": "/work/store"}
@@ -47,6 +61,15 @@ JOB = {
         "volatility": 0.2,
         "maturity": 1.0,
     },
+}
+
+
+ARRAY_CHILDREN = 8
+ARRAY_JOB = {
+    "job": {"name": "array-8", "kernel": "montecarlo.gbm", "store": ""}
+    | {"shards": ARRAY_CHILDREN, "seed": 3, "timeout_s": 1200},
+    "params": JOB["params"] | {"paths": ARRAY_CHILDREN * 2**20, "steps": 64},
+    "resources": {"vcpus": 1, "memory_mib": 1024},
 }
 
 
@@ -87,6 +110,29 @@ def sizes(engine: DockerEngine, image: str) -> dict[str, Any]:
     }
 
 
+def gpu_size(engine: DockerEngine, cpu_image: str, image: str) -> dict[str, Any]:
+    """The GPU image's sizes (as ``sizes``), built on ``cpu_image`` when the engine lacks it,
+    and the CUDA wheels' folders, the largest first."""
+    if engine.docker("image", "inspect", image, check=False).returncode != 0:
+        engine.docker(
+            "build", "--network", "host", "-f", "containers/Dockerfile.gpu", "--build-arg",
+            f"BASE={cpu_image}", "-t", image, str(ROOT), timeout=1800,
+        )  # fmt: skip
+    size = sizes(engine, image)
+    cpu = int(engine.docker("image", "inspect", "--format", "{{.Size}}", cpu_image).stdout)
+    du = engine.docker(
+        "run", "--rm", "--entrypoint", "sh", image, "-c",
+        "cd /opt/tessera/lib/python3.11/site-packages && du -sm nvidia/*/* cuda numba_cuda "
+        "| sort -rn | head -10",
+    ).stdout  # fmt: skip
+    size["biggest"] = [
+        {"path": path, "mib": int(mib)}
+        for mib, path in (line.split(maxsplit=1) for line in du.splitlines())
+    ]
+    size["over_cpu_mb"] = size["uncompressed_mb"] - cpu / 1e6
+    return size
+
+
 def first_commit(engine: DockerEngine, image: str, cold: bool) -> float:
     """Seconds from ``docker run`` to the shard's commit record on the bind-mounted store."""
     with tempfile.TemporaryDirectory() as folder:
@@ -110,6 +156,57 @@ def first_commit(engine: DockerEngine, image: str, cold: bool) -> float:
         return seconds
 
 
+def array_vs_local(engine: DockerEngine, image: str) -> dict[str, Any]:
+    """The 8-child array through moto's Batch in containers, then ``tessera batch local`` at
+    the parallelism the containers had (the most running at once, sampled every 0.2 s), both
+    on the same S3 server: seconds from submission to the reduce job's end, and whether the
+    two result.json are the same bytes."""
+    with tempfile.TemporaryDirectory() as folder, SeaweedS3(Path(folder) / "s3") as s3:
+        work = Path(folder)
+        bucket = s3.create_bucket("bench-array")
+        moto_job = json.loads(json.dumps(ARRAY_JOB))
+        moto_job["job"]["store"] = f"s3://{bucket}/moto"
+        path = write_job(work / "job.toml", moto_job)
+        with batch_docker.moto_in_docker(engine, work / "moto.log") as moto:
+            env, queue = batch_docker.setup(moto, s3, image, path)
+            client = moto.client()
+            t0 = time.monotonic()
+            ids = batch_docker.submit(env, path, "array-8", queue)
+            most = 0
+            while True:
+                most = max(most, len(batch_docker.running_children(engine, image)))
+                jobs = client.describe_jobs(jobs=[ids["reduce"]])["jobs"]
+                if jobs and jobs[0]["status"] in ("SUCCEEDED", "FAILED"):
+                    break
+                time.sleep(0.2)
+            moto_s = time.monotonic() - t0
+            if jobs[0]["status"] != "SUCCEEDED":
+                raise RuntimeError(f"the reduce job ended {jobs[0]['status']}")
+        local_path = write_job(work / "local.toml", ARRAY_JOB)
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [*batch_docker.TESSERA, "batch", "local", str(local_path), "--store",
+             f"s3://{bucket}/local", "--parallel", str(most)],
+            env=env, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        local_s = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"batch local failed: {proc.stderr[-2000:]}")
+        fs = s3.client()
+        same = (
+            fs.get_object(Bucket=bucket, Key="moto/result.json")["Body"].read()
+            == fs.get_object(Bucket=bucket, Key="local/result.json")["Body"].read()
+        )
+    return {
+        "children": ARRAY_CHILDREN,
+        "parallel": most,
+        "moto_docker_s": moto_s,
+        "batch_local_s": local_s,
+        "ratio": moto_s / local_s,
+        "same_result_bytes": same,
+    }
+
+
 def shard_seconds() -> float:
     """The shard's own compute time on the host, warm, for the 'plus the shard' part."""
     from tessera.kernels.montecarlo.gbm import KERNEL
@@ -130,6 +227,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image")
     parser.add_argument("--docker-host", help="use this engine (unix://...) instead of a new one")
+    parser.add_argument(
+        "--gpu-image", nargs="?", const=GPU_IMAGE_TAG, help="also size this GPU image "
+        "(built from containers/Dockerfile.gpu on the CPU image when it is missing)",
+    )  # fmt: skip
+    parser.add_argument("--no-array", action="store_true", help="skip the 8-child array")
     args = parser.parse_args()
     reason = DockerEngine.unavailable()
     if reason is not None and args.docker_host is None:
@@ -145,6 +247,8 @@ def main() -> int:
         driver = engine.docker("info", "--format", "{{.Driver}}").stdout.strip()
         warm = [first_commit(engine, image, cold=False) for _ in range(args.repeats)]
         cold = [first_commit(engine, image, cold=True) for _ in range(args.repeats)]
+        gpu = gpu_size(engine, image, args.gpu_image) if args.gpu_image else None
+        array = None if args.no_array else array_vs_local(engine, image)
     finally:
         if not args.docker_host:
             engine.stop()
@@ -160,6 +264,8 @@ def main() -> int:
             "cold": cold,
             "shard_compute_s": shard_seconds(),
         },
+        "gpu_image": gpu,
+        "array": array,
     }
     f = result["first_commit_s"]
     print(
@@ -172,6 +278,19 @@ def main() -> int:
         f"docker run -> first commit: warm {f['warm_median']:.2f} s, cold {f['cold_median']:.2f} s "
         f"(median of {args.repeats}); the shard computes in {f['shard_compute_s']:.3f} s"
     )
+    if gpu is not None:
+        print(
+            f"GPU image {gpu['uncompressed_mb']:.0f} MB uncompressed, {gpu['compressed_mb']:.0f} "
+            f"MB as docker save | gzip ({gpu['over_cpu_mb']:.0f} MB over the CPU image)"
+        )
+        for entry in gpu["biggest"][:8]:
+            print(f"  {entry['mib']:5d} MiB  {entry['path']}")
+    if array is not None:
+        print(
+            f"{array['children']}-child array, {array['parallel']} at a time: moto + Docker "
+            f"{array['moto_docker_s']:.1f} s, tessera batch local {array['batch_local_s']:.1f} s "
+            f"({array['ratio']:.2f}x); result.json the same bytes: {array['same_result_bytes']}"
+        )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"containers-{driver}.json"  # vfs (the tests' engine), overlay2 (ECS's)
     out.write_text(json.dumps(result, indent=2) + "\n")

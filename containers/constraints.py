@@ -9,14 +9,23 @@ evaluated for this interpreter).
 
     python containers/constraints.py          # rewrite constraints.txt from this environment
     python containers/constraints.py --check  # exit 1, naming the differences, if it is stale
+    python containers/constraints.py --gpu    # rewrite constraints-gpu.txt (needs the index)
 
 ``make constraints`` runs the first; the test suite runs the second, so a dependency upgraded
 in the development environment without refreshing the image's pins fails the tests.
+
+``constraints-gpu.txt`` pins what ``containers/Dockerfile.gpu`` adds on top of the CPU image:
+numba-cuda with its CUDA 12 wheels (``numba-cuda[cu12]``), which the development environment
+does not have (its CUDA tests run on Numba's simulator). ``--gpu`` resolves them with pip
+against the CPU pins (``pip install --dry-run --report``); the image build's ``pip check``
+fails where the two files no longer agree.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import sys
 import tomllib
 from importlib import metadata
@@ -26,6 +35,7 @@ from packaging.requirements import Requirement
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "constraints.txt"
+OUT_GPU = HERE / "constraints-gpu.txt"
 HEADER = (
     "# Exact versions for the image (docker build ... --constraint), from the environment the\n"
     "# tests ran in. Regenerate: `make constraints`; tests/test_images.py checks it is current.\n"
@@ -73,11 +83,41 @@ def closure() -> dict[str, str]:
     return dict(sorted(seen.items()))
 
 
-def render(pins: dict[str, str]) -> str:
-    return HEADER + "".join(f"{name}=={version}\n" for name, version in pins.items())
+HEADER_GPU = (
+    "# What containers/Dockerfile.gpu adds to the CPU pins: numba-cuda[cu12], resolved by pip\n"
+    "# against constraints.txt. Regenerate: `make constraints`; the build's `pip check` checks it.\n"
+)
+
+
+def render(pins: dict[str, str], header: str = HEADER) -> str:
+    return header + "".join(f"{name}=={version}\n" for name, version in pins.items())
+
+
+def gpu_closure() -> dict[str, str]:
+    """{distribution: version} that ``numba-cuda[cu12]`` (pyproject's ``gpu`` extra) adds to
+    the CPU pins: pip resolves it against ``constraints.txt`` without installing anything."""
+    (spec,) = _own_requirements(("gpu",))[-1:]  # the gpu extra's one requirement
+    wanted = f"{spec.name}[cu12]{spec.specifier}"
+    report = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", "-", "--constraint", str(OUT), wanted],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    cpu = {line.split("==")[0] for line in OUT.read_text().splitlines() if "==" in line}
+    pins = {}
+    for item in json.loads(report)["install"]:
+        name = _canonical(item["metadata"]["name"])
+        if name not in cpu:
+            pins[name] = item["metadata"]["version"]
+    return dict(sorted(pins.items()))
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--gpu"]:
+        text = render(gpu_closure(), HEADER_GPU)
+        OUT_GPU.write_text(text)
+        print(f"wrote {OUT_GPU} ({text.count('==')} pins)")
+        return 0
     text = render(closure())
     if sys.argv[1:] == ["--check"]:
         current = OUT.read_text() if OUT.exists() else ""

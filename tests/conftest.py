@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.docker_engine import docker_engine, tessera_image  # noqa: F401  (session fixtures)
+from tests.docker_engine import (  # noqa: F401  (session fixtures)
+    docker_engine,
+    tessera_gpu_image,
+    tessera_image,
+)
 from tests.motoserver import moto_batch  # noqa: F401  (session fixture: moto for AWS Batch)
 from tests.s3server import seaweed_s3  # noqa: F401  (session fixture: a real S3 server)
 

@@ -235,6 +235,7 @@ if __name__ == "__main__":
 # --- pytest fixtures (imported by conftest.py) ---------------------------------------------------
 
 IMAGE_TAG = "tessera:test"
+GPU_IMAGE_TAG = "tessera:test-gpu"
 
 
 @pytest.fixture(scope="session")
@@ -271,3 +272,14 @@ def tessera_image(docker_engine: DockerEngine) -> str:
         timeout=2400,
     )  # fmt: skip
     return IMAGE_TAG
+
+
+@pytest.fixture(scope="session")
+def tessera_gpu_image(docker_engine: DockerEngine, tessera_image: str) -> str:
+    """``containers/Dockerfile.gpu`` built on the CPU image above (its ``BASE``). Returns the
+    tag."""
+    docker_engine.docker(
+        "build", "--network", "host", "-f", "containers/Dockerfile.gpu",
+        "--build-arg", f"BASE={tessera_image}", "-t", GPU_IMAGE_TAG, str(ROOT), timeout=1800,
+    )  # fmt: skip
+    return GPU_IMAGE_TAG

@@ -1,7 +1,9 @@
 """The worker image, built and run in the session's own Docker engine (tests/docker_engine.py):
 ``containers/Dockerfile`` builds on the stand-in base, ``docker run IMAGE --version`` works, a
 job run inside a container writes the same result.json as on the host, its kernels come from
-the image's Numba cache (no compile), and the image's pins are current."""
+the image's Numba cache (no compile), and the image's pins are current. The GPU image
+(``containers/Dockerfile.gpu``, on top of the CPU one) runs the same CPU job without a GPU and
+compiles tessera's CUDA kernel to PTX with the NVVM it carries."""
 
 from __future__ import annotations
 
@@ -131,3 +133,45 @@ def test_a_kernel_package_goes_into_the_image_as_the_readme_says(
     )
     listed = docker_engine.docker("run", "--rm", "tessera-photon:test", "kernels", timeout=300)
     assert "photon.slab" in listed.stdout, listed.stdout
+
+
+def test_the_gpu_image_runs_a_cpu_job_without_a_gpu_and_carries_nvvm(
+    docker_engine: DockerEngine, tessera_gpu_image: str, tmp_path: Path
+) -> None:
+    """No GPU here: ``tessera run`` of a CPU job in the GPU image writes the host's bytes from
+    the cached kernels; numba-cuda finds NVVM and libdevice in the image (the GBM kernel
+    compiles to PTX for sm_75 .. sm_90), and a GPU job would be refused with tessera's
+    message."""
+    host = tessera.run(_job(str(tmp_path / "host")), executor="local", progress=False)
+    assert host.ok, host.failures
+    shared = _shared_folder(tmp_path)
+    write_job(shared / "job.toml", _job("/work/store"))
+    proc = docker_engine.docker(
+        "run", "--rm", "--network", "host", "-v", f"{shared}:/work", "-e", "NUMBA_DEBUG_CACHE=1",
+        tessera_gpu_image, "run", "/work/job.toml", "--executor", "local",
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    assert (shared / "store" / "result.json").read_bytes() == (
+        tmp_path / "host" / "result.json"
+    ).read_bytes()
+    assert "[cache] data saved to" not in proc.stdout + proc.stderr
+    check = docker_engine.docker(
+        "run", "--rm", "-v", f"{ROOT / 'tests'}:/check:ro", "--entrypoint", "python",
+        tessera_gpu_image, "/check/gpu_image_check.py", timeout=600,
+    )  # fmt: skip
+    found = json.loads(check.stdout.strip().splitlines()[-1])
+    assert found["numba_cuda_module"].startswith(
+        "/opt/tessera/lib/python3.11/site-packages/numba_cuda/"
+    )
+    assert {cc: p["target"] for cc, p in found["ptx"].items()} == {
+        cc: f".target {cc}" for cc in ("sm_75", "sm_80", "sm_86", "sm_90")
+    }
+    assert found["available"] is False
+    assert "set resources.gpus = 0 to run on the CPU" in found["refused"]
+    listed = docker_engine.docker(
+        "run", "--rm", "--entrypoint", "python", tessera_gpu_image, "-c",
+        "import importlib.util as u; print([m for m in ('pip', 'bokeh', 'setuptools', 'pytest')"
+        " if u.find_spec(m)])",
+    )  # fmt: skip
+    assert listed.stdout.strip() == "[]"
