@@ -3,10 +3,12 @@ outputs into the store or to absolute URLs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar, cast
 
 import fsspec
@@ -121,7 +123,7 @@ class StoreIO(Inputs):
     def arrays(self) -> Mapping[str, Any]:
         """Output arrays by name (lazy Zarr arrays: slicing reads; a read that fails for an
         outage raises ``LentIOError``, as every lent I/O does)."""
-        return _LazyArrays(self._store.group, self._lent)
+        return _LazyArrays(self._store, self._lent)
 
     @property
     def device(self) -> str:
@@ -131,10 +133,7 @@ class StoreIO(Inputs):
     def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` into ``selection`` of the output array ``name``."""
 
-        def write() -> None:
-            self._store.array(name)[selection] = data
-
-        self._lent(f"writing array {name}", write)
+        self._lent(f"writing array {name}", lambda: self._store.write_array(name, selection, data))
 
     def write_file(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` in the store, or to an absolute URL / path."""
@@ -166,7 +165,11 @@ class _LentArray:
         self._lent = lent
 
     def __getitem__(self, selection: Any) -> Any:
-        return self._lent(f"reading array {self._name}", lambda: self._array[selection])
+        def read() -> Any:
+            with os_errors():
+                return self._array[selection]
+
+        return self._lent(f"reading array {self._name}", read)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._array, name)
@@ -212,22 +215,24 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 class _LazyArrays(Mapping[str, Any]):
-    def __init__(self, group: Any, lent: Callable[[str, Callable[[], Any]], Any]) -> None:
-        self._group = group
+    """The store's arrays by name, opened by the store (``Store.array``: its codec pipeline)."""
+
+    def __init__(self, store: Any, lent: Callable[[str, Callable[[], Any]], Any]) -> None:
+        self._store = store
         self._lent = lent
 
     def __getitem__(self, name: str) -> Any:
         try:
-            array = self._lent(f"opening array {name}", lambda: self._group[name])
+            array = self._lent(f"opening array {name}", lambda: self._store.array(name))
         except KeyError:
             raise KeyError(name) from None
         return _LentArray(array, name, self._lent)
 
     def __iter__(self) -> Any:
-        return iter(name for name, _ in self._group.arrays())
+        return iter(name for name, _ in self._store.group.arrays())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._group.arrays())
+        return sum(1 for _ in self._store.group.arrays())
 
 
 def write_bytes(url: str, data: bytes) -> None:
@@ -273,6 +278,26 @@ def _umask() -> int:
             os.umask(mask)
             _UMASK.append(mask)
     return _UMASK[0]
+
+
+# The zarrs codec pipeline (engine/codecs.py) reports a failed read or write of the store as a
+# RuntimeError with the OS error's text ("No space left on device (os error 28)"), no file name
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+@contextlib.contextmanager
+def os_errors() -> Iterator[None]:
+    """Re-raise a RuntimeError of zarrs that stands for an OS error as that ``OSError`` (its
+    subclass for the errno: ``NotADirectoryError``, ...), as zarr-python's stores raise it;
+    other errors pass unchanged."""
+    try:
+        yield
+    except RuntimeError as exc:
+        match = _OS_ERROR.search(str(exc))
+        if match is None:
+            raise
+        number = int(match.group(1))
+        raise OSError(number, os.strerror(number)) from exc
 
 
 def naming(exc: OSError, path: str) -> OSError:

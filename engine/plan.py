@@ -156,11 +156,14 @@ def _array_to_dict(a: ArraySpec) -> dict[str, Any]:
         "dimension_names": list(a.dimension_names) if a.dimension_names is not None else None,
         "attributes": dict(a.attributes) if a.attributes is not None else None,
         "fill_value": a.fill_value,
+        # only when the kernel chose them, so that plans without are stored as before
+        **({"compressors": [dict(c) for c in a.compressors]} if a.compressors is not None else {}),
     }
 
 
 def _array_from_dict(d: Mapping[str, Any]) -> ArraySpec:
     shards, names, attributes = d["shards"], d["dimension_names"], d["attributes"]
+    compressors = d.get("compressors")
     return ArraySpec(
         name=str(d["name"]),
         shape=tuple(int(n) for n in d["shape"]),
@@ -170,4 +173,5 @@ def _array_from_dict(d: Mapping[str, Any]) -> ArraySpec:
         dimension_names=tuple(str(n) for n in names) if names is not None else None,
         attributes=dict(attributes) if attributes is not None else None,
         fill_value=d["fill_value"],
+        compressors=tuple(dict(c) for c in compressors) if compressors is not None else None,
     )

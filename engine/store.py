@@ -28,10 +28,10 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from tessera.engine import __version__, urls
+from tessera.engine import __version__, codecs, urls
 from tessera.engine.config import storage_options
 from tessera.engine.errors import StoreError, StoreFormatError, StoreMismatchError
-from tessera.engine.io import naming, write_bytes
+from tessera.engine.io import naming, os_errors, write_bytes
 from tessera.engine.plan import Plan
 from tessera.engine.spec import Job, from_dict
 from tessera.kernels import registry
@@ -109,6 +109,12 @@ class Store:
             }
         }
         check_empty(job.store, fs, root)
+        try:  # before anything is created: a store is never left half made
+            chosen = {spec.name: codecs.compressors(spec) for spec in plan.layout.arrays}
+        except ValueError as exc:
+            raise StoreError(
+                f"store {job.store} cannot be created: kernel {job.kernel_name} asks for {exc}"
+            ) from None
         if urls.is_local(job.store):
             try:
                 os.makedirs(root, exist_ok=True)
@@ -130,6 +136,7 @@ class Store:
                 dtype=spec.dtype,
                 chunks=spec.chunks,
                 shards=spec.shards,
+                compressors=chosen[spec.name],
                 dimension_names=spec.dimension_names,
                 attributes=dict(spec.attributes or {}),
                 fill_value=spec.fill_value,
@@ -268,17 +275,40 @@ class Store:
                     f"shard {shard}: array {spec.name!r} has shape {tuple(data.shape)}, "
                     f"expected {expected}"
                 )
-            try:
-                self.array(spec.name)[start:stop] = data
-            except OSError as exc:
-                raise naming(exc, self._path(spec.name)) from exc
+            self.write_array(spec.name, (slice(start, stop),), data)
             nbytes += int(data.nbytes)
         return nbytes
 
+    def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
+        """Write ``data`` into ``selection`` of the output array ``name``. A failed write raises
+        an ``OSError`` naming the object it wrote (zarrs and a full disk's ``write()`` name
+        none), or the file that stands where a folder of that object's path should be."""
+        try:
+            with os_errors():
+                self.array(name)[selection] = data
+        except OSError as exc:
+            raise naming(exc, self._object_path(name, selection)) from exc
+
+    def _object_path(self, name: str, selection: tuple[slice, ...]) -> str:
+        """The path of the first object (chunk or Zarr shard) that writing ``selection`` of
+        ``name`` touches; on disk, a file where one of its folders should be instead."""
+        array = self.array(name)
+        grid = array.metadata.chunk_grid.chunk_shape  # one stored object's shape
+        starts = [s.start or 0 for s in selection] + [0] * (len(grid) - len(selection))
+        key = array.metadata.encode_chunk_key(tuple(a // n for a, n in zip(starts, grid)))
+        folder = self._path(name)
+        for part in key.split("/")[:-1] if self._local else ():
+            folder = f"{folder}/{part}"
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                return folder
+        return self._path(f"{name}/{key}")
+
     def array(self, name: str) -> Any:
-        """The output array ``name`` (opened once per store object)."""
+        """The output array ``name`` (opened once per store object), read and written by the
+        zarrs codec pipeline (``codecs.zarrs_pipeline``). ``KeyError`` if there is none."""
         if name not in self._arrays:
-            self._arrays[name] = self.group[name]
+            with codecs.zarrs_pipeline():
+                self._arrays[name] = self.group[name]
         return self._arrays[name]
 
     def commit(self, shard: int, record: Mapping[str, Any]) -> None:
@@ -382,7 +412,7 @@ class Store:
     def read_arrays(self) -> dict[str, Any]:
         """Every output array by name, lazily: Zarr arrays whose slices read (for ``reduce``)."""
         names = [a["name"] for a in self.meta["plan"]["arrays"]]
-        return {name: self.group[name] for name in names}
+        return {name: self.array(name) for name in names}
 
     # -- result and report -----------------------------------------------------------------
 

@@ -33,7 +33,16 @@ class ArraySpec:
     """One output array: its name (a path in the store, e.g. ``image/0``), shape, dtype and chunk
     shape (shards own whole chunks). ``shards`` is the Zarr v3 sharding shape (chunks stored
     together in one object; a multiple of ``chunks``), ``dimension_names`` and ``attributes``
-    go to the array's zarr.json."""
+    go to the array's zarr.json.
+
+    ``compressors`` are the bytes-to-bytes codecs of every chunk, in order, as Zarr v3 codec
+    metadata (what zarr.json holds and ``zarr.create_array(compressors=...)`` takes), e.g.
+    ``({"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle":
+    "shuffle"}},)``; ``()`` stores chunks uncompressed; ``None`` (the default) is the engine's
+    choice, ``tessera.engine.codecs.DEFAULT_COMPRESSORS`` (Blosc: Zstandard level 1, byte
+    shuffle). Any codec zarr-python knows is accepted (an unknown
+    name fails when the store is created, before any shard runs); those that the zarrs codec
+    pipeline also knows (zstd, blosc, gzip, crc32c, ...) are encoded in Rust, off the GIL."""
 
     name: str
     shape: tuple[int, ...]
@@ -43,6 +52,7 @@ class ArraySpec:
     dimension_names: tuple[str, ...] | None = None
     attributes: Mapping[str, Any] | None = None
     fill_value: int | float = 0
+    compressors: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -495,6 +495,28 @@ def test_ome_zarr_metadata_validates_and_reads_back(overlap_runs: dict[str, Path
     assert len([p for p in objects if p.is_file()]) == 9
 
 
+def test_ome_zarr_levels_are_blosc_zstd_and_read_the_same_through_both_pipelines(
+    overlap_runs: dict[str, Path],
+) -> None:
+    """The levels were written by the zarrs pipeline with the engine's default codec (in each
+    level's zarr.json on disk); zarr-python's own pipeline reads the same pixels."""
+    from tessera.engine.codecs import DEFAULT_COMPRESSORS
+    from tessera.engine.store import Store
+
+    store = Store.open_existing(str(overlap_runs["nine"]))
+    plain = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+    for level in range(5):
+        meta = json.loads((overlap_runs["nine"] / "image" / str(level) / "zarr.json").read_bytes())
+        inner = meta["codecs"][0]["configuration"]["codecs"]
+        assert [c["name"] for c in inner] == ["bytes", "blosc"]
+        assert DEFAULT_COMPRESSORS[0]["configuration"].items() <= inner[1]["configuration"].items()
+        fast = store.array(f"image/{level}")
+        assert type(fast.async_array.codec_pipeline).__name__ == "ZarrsCodecPipeline"
+        with zarr.config.set(plain):
+            slow = zarr.open_array(str(overlap_runs["nine"] / "image" / str(level)), mode="r")
+            assert np.array_equal(slow[...], fast[...])
+
+
 @pytest.mark.parametrize("fmt", ["tiff", "bigtiff", "strips", "png", "jpeg", "zarr"])
 def test_every_input_format(tmp_path: Path, images: dict[str, Path], fmt: str) -> None:
     source = images[fmt]
