@@ -1,4 +1,5 @@
-"""2x2 area downsampling of (H, W, C) images, uint8 or uint16, grey, RGB or RGBA.
+"""2x2 area downsampling of (H, W, C) images, uint8 or uint16: grey, RGB or RGBA, or 1 to 64
+independent channels (a microscope's channels: each averaged on its own, none is alpha).
 
 ``downsample2x(image)`` halves both sides, rounding up: the output is (ceil(H/2), ceil(W/2), C).
 Each output pixel is the mean of its 2x2 block of input pixels, rounded half up. An odd last row
@@ -13,6 +14,9 @@ or column averages the pixels that exist (a 2x1, 1x2 or 1x1 block). That is what
   averages all four channels as above and divides again (``RGBa -> RGBA``, ``255 * c // a``,
   unchanged for alpha 0 or 255). The kernel does the same through two 64 KiB tables, so a fully
   transparent block gets colour 0, and colour never bleeds out of transparent pixels.
+
+Independent channels (``independent=True``) are all averaged as grey is, so 4 of them are not
+RGBA.
 
 uint16 follows the same rules (Pillow has no 16-bit RGB or RGBA mode; its 32-bit ``I`` mode gives
 the same grey values), except that RGBA is averaged with alpha weights at full precision:
@@ -43,6 +47,7 @@ from tessera.kernels.config import NJIT_INLINE, NJIT_PARALLEL
 _KERNEL = {**NJIT_PARALLEL, "nogil": True}
 
 LINEAR_ONE = 1 << 24  # fixed-point 1.0 of linear light in the gamma tables
+MAX_CHANNELS = 64  # independent channels of one image
 
 
 # -- plain 2x2 mean ---------------------------------------------------------------------------
@@ -273,15 +278,19 @@ def output_shape(height: int, width: int) -> tuple[int, int]:
 
 
 def downsample2x(
-    image: np.ndarray, gamma_correct: bool = False, out: np.ndarray | None = None
+    image: np.ndarray,
+    gamma_correct: bool = False,
+    out: np.ndarray | None = None,
+    independent: bool = False,
 ) -> np.ndarray:
     """Halve an (H, W, C) uint8/uint16 image with a 2x2 area mean (see the module docstring).
 
-    ``C`` is 1 (grey), 3 (RGB) or 4 (RGBA, alpha last). ``out``, when given, must be a
-    C-contiguous array of shape (ceil(H/2), ceil(W/2), C) and the same dtype. Returns the
-    downsampled image. Raises ``ValueError`` naming what is wrong with the input: another
-    dtype (convert to uint8 or uint16 first), another channel count (convert to L, RGB or
-    RGBA), or an empty image.
+    ``C`` is 1 (grey), 3 (RGB) or 4 (RGBA, alpha last); with ``independent``, 1 to 64 channels
+    each averaged on its own (no alpha). ``out``, when given, must be a C-contiguous array of
+    shape (ceil(H/2), ceil(W/2), C) and the same dtype. Returns the downsampled image. Raises
+    ``ValueError`` naming what is wrong with the input: another dtype (convert to uint8 or
+    uint16 first), another channel count (convert to L, RGB or RGBA, or pass
+    ``independent=True`` for a microscope's channels), or an empty image.
     """
     if image.ndim != 3:
         raise ValueError(
@@ -291,8 +300,13 @@ def downsample2x(
     height, width, channels = image.shape
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected uint8 or uint16 pixels, got {image.dtype}; convert first")
-    if channels not in (1, 3, 4):
-        raise ValueError(f"expected 1, 3 or 4 channels (L, RGB, RGBA), got {channels}")
+    if independent and not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"expected 1 to {MAX_CHANNELS} independent channels, got {channels}")
+    if not independent and channels not in (1, 3, 4):
+        raise ValueError(
+            f"expected 1, 3 or 4 channels (L, RGB, RGBA), got {channels}; independent=True "
+            f"averages each of up to {MAX_CHANNELS} channels on its own"
+        )
     if height < 1 or width < 1:
         raise ValueError(f"the image is empty: {width}x{height}")
     src = np.ascontiguousarray(image)
@@ -304,16 +318,17 @@ def downsample2x(
             f"out must be C-contiguous {src.dtype} of shape {shape}, got {out.dtype} {out.shape}"
         )
     top = 255 if src.dtype == np.uint8 else 65535
+    alpha = channels == 4 and not independent
     if gamma_correct:
         linear, thresholds = gamma_tables(top)
-        if channels == 4:
+        if alpha:
             _gamma_rgba(src, out, linear, thresholds)
         else:
             _gamma_mean(src, out, linear, thresholds)
-    elif channels == 4 and top == 255:
+    elif alpha and top == 255:
         premul, unpremul = premultiply_tables()
         _rgba8_premultiplied(src, out, premul, unpremul)
-    elif channels == 4:
+    elif alpha:
         _rgba_weighted(src, out)
     else:
         _mean_2x2(src, out)
@@ -322,6 +337,7 @@ def downsample2x(
 
 __all__ = [
     "LINEAR_ONE",
+    "MAX_CHANNELS",
     "downsample2x",
     "gamma_tables",
     "linear_to_srgb",

@@ -6,10 +6,14 @@ pixels so that the overlap pixels are exact), computes levels ``0 .. shard_level
 with :func:`tessera.kernels.imaging.downsample.downsample2x`, and writes
 
 * each level's footprint into the OME-Zarr array ``image/<l>`` (``(c, y, x)``, chunks of one
-  tile, one Zarr shard per super-tile footprint, so a shard writes one object per level);
-* the DZI tiles of those levels: one file each in the directory container (written from the
-  encoding threads), or, for the zip container, one file ``dzi/_parts/<shard>.bin`` per shard
-  holding its tiles (see :func:`tessera.kernels.imaging.dzi.pack`), which the final step gathers;
+  tile, one Zarr shard per super-tile footprint, so a shard writes one object per level; a
+  z-stack is ``(c, z, y, x)``, read, downsampled in y and x and written one z-plane at a time,
+  one object per plane and level);
+* the DZI tiles of those levels (for a microscope's channels, an RGB composite of
+  ``dzi.channels``: :mod:`tessera.kernels.imaging.composite`): one file each in the directory
+  container (written from the encoding threads), or, for the zip container, one file
+  ``dzi/_parts/<shard>.bin`` per shard holding its tiles (see
+  :func:`tessera.kernels.imaging.dzi.pack`), which the final step gathers;
 * the CRC-32 of every tile it owns (pixels in (y, x, c) order) as its row of ``tile_crc32``,
   which the engine stores like any row-cut array.
 
@@ -39,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -57,9 +61,10 @@ from tessera.kernels.base import (
     ShardOutput,
 )
 from tessera.kernels.imaging import dzi, ome, viewer
+from tessera.kernels.imaging.composite import composite
 from tessera.kernels.imaging.downsample import downsample2x
 from tessera.kernels.imaging.pyramid_params import Params, parse, to_dict, with_source
-from tessera.kernels.imaging.source import Progress, SourceError, open_source
+from tessera.kernels.imaging.source import Progress, Source, SourceError, open_source
 from tessera.kernels.imaging.tiles import (
     DEFAULT_SUPER_TILE,
     Geometry,
@@ -158,6 +163,8 @@ class _Tiles:
                 continue
             if box != core:
                 tile = pixels[box[0] : box[1], box[2] : box[3]]
+            if d.channels is not None:  # a microscope's channels, drawn as one RGB tile
+                tile = composite(tile, d.channels)
             data = dzi.encode_tile(tile, d.format, d.quality)
             if d.container == "directory" and self.io is not None:
                 self.io.write_file(dzi.directory_path(name), data)
@@ -199,8 +206,29 @@ def _numba_on_this_thread_only() -> Iterator[None]:
         numba.set_num_threads(before)
 
 
+_DEFAULT_REGION_BYTES = 256 << 20  # a default shard's level-0 pixels at most
+
+
 def _to_cyx(pixels: np.ndarray) -> np.ndarray:
     return pixels.transpose(2, 0, 1)
+
+
+def _selection(params: Params, plane: int, y: slice, x: slice) -> tuple[slice, ...]:
+    """Where a plane's (y, x) region goes in a level array: ``(c, y, x)``, or ``(c, z, y, x)``
+    for a z-stack."""
+    if params.depth > 1:
+        return (slice(None), slice(plane, plane + 1), y, x)
+    return (slice(None), y, x)
+
+
+def _level_data(params: Params, pixels: np.ndarray) -> np.ndarray:
+    """A plane's (h, w, c) pixels as the level array holds them: (c, h, w), or (c, 1, h, w)."""
+    cyx = _to_cyx(pixels)
+    return cyx[:, None] if params.depth > 1 else cyx
+
+
+def _downsample(params: Params, pixels: np.ndarray) -> np.ndarray:
+    return downsample2x(pixels, params.gamma_correct, independent=params.independent)
 
 
 def _outputs(params: Params) -> dict[str, str]:
@@ -246,21 +274,23 @@ class PyramidKernel:
         Numba's cache). Nothing before ``prepare`` recorded the pixel type."""
         if params.channels is None or params.dtype is None:
             return
-        downsample2x(np.zeros((2, 2, params.channels), dtype=params.dtype), params.gamma_correct)
+        _downsample(params, np.zeros((2, 2, params.channels), dtype=params.dtype))
 
     def prepare(self, params: Params, io: InputIO) -> Params:
-        """Read the source's header and record its size, channels, dtype and format.
-        ``ParamError`` naming ``source`` when it is missing, not an image, of an unsupported
-        pixel type, or different from what a stored job recorded."""
+        """Read the source's header and record its size, channels, dtype, format and, where
+        it has them, its z-planes, channel names and colours and pixel size. ``ParamError``
+        naming ``source`` when it is missing, not an image, of an unsupported pixel type, or
+        different from what a stored job recorded; naming ``dzi`` or ``gamma_correct`` when
+        the image cannot have them (see :func:`pyramid_params.with_source`)."""
         try:
-            source = open_source(params.source, io)
+            source = open_source(params.source, io, series=params.series)
         except SourceError as exc:
             raise ParamError("source", str(exc)) from None
         try:
             info = source.info
         finally:
             source.close()
-        return with_source(params, info.width, info.height, info.channels, info.dtype, info.format)
+        return with_source(params, info)
 
     def params_to_dict(self, params: Params) -> dict[str, Any]:
         """Canonical params (defaults filled in, the source's numbers once recorded)."""
@@ -288,8 +318,14 @@ class PyramidKernel:
         return Geometry(params.height, params.width, t, shard_size).n_shards
 
     def default_shards(self, params: Params) -> int:
-        """Super-tiles of 4096 pixels (or one tile, if larger)."""
-        return self.shards_for_size(params, max(DEFAULT_SUPER_TILE, params.tile_size))
+        """Super-tiles of 4096 pixels (or one tile, if larger), halved while a region's
+        pixels would take more than 256 MiB (many channels: 1024 for 64 uint16 channels)."""
+        assert params.channels is not None
+        pixel = params.channels * (1 if params.dtype == "uint8" else 2)
+        size = max(DEFAULT_SUPER_TILE, params.tile_size)
+        while size > params.tile_size and size * size * pixel > _DEFAULT_REGION_BYTES:
+            size //= 2
+        return self.shards_for_size(params, size)
 
     def layout(self, params: Params, n_shards: int) -> Layout:
         """The OME-Zarr levels (written by the kernel itself), the per-shard tile digests
@@ -298,24 +334,36 @@ class PyramidKernel:
         geo = geometry(params, n_shards)
         c, dtype, t = params.channels, str(params.dtype), params.tile_size
         assert c is not None
+        depth = params.depth
+        # a z-stack's z axis: every plane, one plane per chunk (and per Zarr shard)
+        zs, z1 = ((depth,), (1,)) if depth > 1 else ((), ())
         arrays: list[ArraySpec] = []
         groups: list[GroupSpec] = []
         if params.ome_zarr:
-            groups.append(GroupSpec(GROUP, ome.image_attributes(geo.n_ome, c, dtype)))
+            attrs = ome.image_attributes(
+                geo.n_ome,
+                c,
+                dtype,
+                depth=depth,
+                names=params.channel_names,
+                colors=params.channel_colors,
+                pixel_size=params.pixel_size,
+            )
+            groups.append(GroupSpec(GROUP, attrs))
         for level in range(geo.n_ome if params.ome_zarr else 0):
             arrays.append(
                 ArraySpec(
                     name=level_array(level),
-                    shape=(c, *geo.shape(level)),
+                    shape=(c, *zs, *geo.shape(level)),
                     dtype=dtype,
-                    chunks=(c, t, t),
-                    shards=(c, *geo.zarr_shard_shape(level)),
-                    dimension_names=ome.AXES,
+                    chunks=(c, *z1, t, t),
+                    shards=(c, *z1, *geo.zarr_shard_shape(level)),
+                    dimension_names=ome.axes(depth),
                 )
             )
         bounds: list[tuple[int, ...]] = [() for _ in arrays]
         n = geo.n_shards
-        slots = geo.tiles_per_super_tile()
+        slots = geo.tiles_per_super_tile() * depth  # every plane's tiles, plane after plane
         arrays.append(ArraySpec(DIGESTS, (n, slots, 4), "uint8", (1, slots, 4)))
         if not params.ome_zarr:  # the final step's input: each shard's last level, as a row
             edge = self._handoff_edge(geo)
@@ -324,7 +372,7 @@ class PyramidKernel:
         work = []
         for shard in range(n):
             y0, y1, x0, x1 = geo.footprint(shard, 0)
-            work.append((y1 - y0) * (x1 - x0))
+            work.append((y1 - y0) * (x1 - x0) * depth)
         return Layout(
             arrays=tuple(arrays),
             bounds=tuple(bounds),
@@ -337,47 +385,31 @@ class PyramidKernel:
         self, params: Params, seed: int, layout: Layout, shard: int, io: ShardIO | None = None
     ) -> ShardOutput:
         """Read the shard's region, compute and write its levels and tiles (see the module
-        docstring); return its row of tile digests and stats ``{"levels", "tiles",
-        "dzi_bytes", "read_pixels"}``. Raises ``ValueError`` when ``io`` is missing or the
-        source no longer matches the params."""
+        docstring), z-plane after z-plane for a z-stack; return its row of tile digests and
+        stats ``{"levels", "tiles", "dzi_bytes", "read_pixels"}``. Raises ``ValueError`` when
+        ``io`` is missing or the source no longer matches the params."""
         if io is None:
             raise ValueError("imaging.pyramid writes its levels itself and needs the engine's io")
         geo = geometry(params, layout.n_shards)
         overlap = params.dzi.overlap if params.dzi is not None else 0
         ry0, ry1, rx0, rx1 = geo.read_box(shard, overlap)
         threads = _threads()
-        with ThreadPoolExecutor(threads) as pool, _numba_on_this_thread_only():
-            tiles = _Tiles(params, io, pool)
-            rows0, cols0 = geo.shard_tiles(shard, 0)
-            waiting = list(rows0)
-
-            def submit_ready(pixels: np.ndarray, done: int) -> None:
-                # Level-0 tiles go to the pool as soon as their rows (and overlap) are read.
-                while waiting:
-                    needs = min((waiting[0] + 1) * geo.tile + overlap, geo.height)
-                    if needs > ry0 + done:
-                        return
-                    row = waiting.pop(0)
-                    tiles.submit_level(geo, 0, pixels, (ry0, rx0), range(row, row + 1), cols0)
-
-            pixels = self._read(params, io, (ry0, ry1, rx0, rx1), threads, submit_ready)
-            submit_ready(pixels, ry1 - ry0)
-            for level in range(geo.shard_levels):
-                origin = (ry0 >> level, rx0 >> level)
-                fy0, fy1, fx0, fx1 = geo.footprint(shard, level)
-                if level:
-                    pixels = downsample2x(pixels, params.gamma_correct)
-                    rows, cols = geo.shard_tiles(shard, level)
-                    tiles.submit_level(geo, level, pixels, origin, rows, cols)
-                core = pixels[fy0 - origin[0] : fy1 - origin[0], fx0 - origin[1] : fx1 - origin[1]]
-                if params.ome_zarr:
-                    io.write_array(
-                        level_array(level),
-                        (slice(None), slice(fy0, fy1), slice(fx0, fx1)),
-                        _to_cyx(core),
-                    )
-            digests, encoded, nbytes = tiles.collect()
-        out = {DIGESTS: self._digest_row(geo, shard, digests)}
+        planes: list[Mapping[tuple[int, int, int], bytes]] = []
+        encoded: dict[str, bytes] = {}
+        nbytes = 0
+        source = self._open(params, io, threads)
+        try:
+            with ThreadPoolExecutor(threads) as pool, _numba_on_this_thread_only():
+                for plane in range(params.depth):
+                    tiles = _Tiles(params, io, pool)
+                    core = self._plane(params, geo, shard, plane, source, tiles, io)
+                    digests, more, size = tiles.collect()  # one plane's pixels at a time
+                    planes.append(digests)
+                    encoded.update(more)
+                    nbytes += size
+        finally:
+            source.close()
+        out = {DIGESTS: self._digest_row(geo, shard, planes)}
         if not params.ome_zarr:
             edge = self._handoff_edge(geo)
             handoff = np.zeros((1, edge, edge, core.shape[2]), dtype=core.dtype)
@@ -388,11 +420,55 @@ class PyramidKernel:
             io.write_file(f"{PARTS}/{shard}.bin", part)
         stats = {
             "levels": geo.shard_levels,
-            "tiles": len(digests),
+            "tiles": sum(map(len, planes)),
             "dzi_bytes": nbytes,
-            "read_pixels": (ry1 - ry0) * (rx1 - rx0),
+            "read_pixels": (ry1 - ry0) * (rx1 - rx0) * params.depth,
         }
         return ShardOutput(arrays=out, stats=stats)
+
+    def _plane(
+        self,
+        params: Params,
+        geo: Geometry,
+        shard: int,
+        plane: int,
+        source: Source,
+        tiles: _Tiles,
+        io: ShardIO,
+    ) -> np.ndarray:
+        """Read z-plane ``plane`` of the shard's region, compute its shard levels, write them
+        and queue their tiles; return the last level's footprint (h, w, c)."""
+        overlap = params.dzi.overlap if params.dzi is not None else 0
+        ry0, ry1, rx0, rx1 = box = geo.read_box(shard, overlap)
+        rows0, cols0 = geo.shard_tiles(shard, 0)
+        waiting = list(rows0)
+
+        def submit_ready(pixels: np.ndarray, done: int) -> None:
+            # Level-0 tiles go to the pool as soon as their rows (and overlap) are read.
+            while waiting:
+                needs = min((waiting[0] + 1) * geo.tile + overlap, geo.height)
+                if needs > ry0 + done:
+                    return
+                row = waiting.pop(0)
+                tiles.submit_level(geo, 0, pixels, (ry0, rx0), range(row, row + 1), cols0)
+
+        pixels = self._read(params, source, box, plane, submit_ready)
+        submit_ready(pixels, ry1 - ry0)
+        for level in range(geo.shard_levels):
+            origin = (ry0 >> level, rx0 >> level)
+            fy0, fy1, fx0, fx1 = geo.footprint(shard, level)
+            if level:
+                pixels = _downsample(params, pixels)
+                rows, cols = geo.shard_tiles(shard, level)
+                tiles.submit_level(geo, level, pixels, origin, rows, cols)
+            core = pixels[fy0 - origin[0] : fy1 - origin[0], fx0 - origin[1] : fx1 - origin[1]]
+            if params.ome_zarr:
+                io.write_array(
+                    level_array(level),
+                    _selection(params, plane, slice(fy0, fy1), slice(fx0, fx1)),
+                    _level_data(params, core),
+                )
+        return core
 
     @staticmethod
     def _handoff_edge(geo: Geometry) -> int:
@@ -401,26 +477,33 @@ class PyramidKernel:
 
     @staticmethod
     def _digest_row(
-        geo: Geometry, shard: int, digests: Mapping[tuple[int, int, int], bytes]
+        geo: Geometry, shard: int, planes: Sequence[Mapping[tuple[int, int, int], bytes]]
     ) -> np.ndarray:
-        """The shard's row of ``tile_crc32``: each tile's CRC-32 in its slot."""
-        row = np.zeros((1, geo.tiles_per_super_tile(), 4), dtype=np.uint8)
-        for (level, r, c), digest in digests.items():
-            owner, slot = geo.slot(level, r, c)
-            if owner != shard:
-                raise AssertionError(f"tile {level}/{r}/{c} belongs to shard {owner}, not {shard}")
-            row[0, slot] = np.frombuffer(digest, dtype=np.uint8)
+        """The shard's row of ``tile_crc32``: each tile's CRC-32 in its slot (z-plane after
+        z-plane: plane ``p``'s slots follow the ``p`` planes before it)."""
+        per_plane = geo.tiles_per_super_tile()
+        row = np.zeros((1, per_plane * len(planes), 4), dtype=np.uint8)
+        for plane, digests in enumerate(planes):
+            for (level, r, c), digest in digests.items():
+                owner, slot = geo.slot(level, r, c)
+                if owner != shard:
+                    raise AssertionError(
+                        f"tile {level}/{r}/{c} belongs to shard {owner}, not {shard}"
+                    )
+                row[0, plane * per_plane + slot] = np.frombuffer(digest, dtype=np.uint8)
         return row
 
     def _last_shard_level(
-        self, params: Params, geo: Geometry, arrays: Mapping[str, Any]
+        self, params: Params, geo: Geometry, arrays: Mapping[str, Any], plane: int = 0
     ) -> np.ndarray:
-        """The last level the shards computed, as one (h, w, c) array."""
+        """The last level the shards computed (of z-plane ``plane``), as one (h, w, c) array."""
         last = geo.shard_levels - 1
         if params.ome_zarr:
-            return np.ascontiguousarray(
-                np.asarray(arrays[level_array(last)][...]).transpose(1, 2, 0)
-            )
+            selection = _selection(params, plane, slice(None), slice(None))
+            block = np.asarray(arrays[level_array(last)][selection])
+            if params.depth > 1:
+                block = block[:, 0]
+            return np.ascontiguousarray(block.transpose(1, 2, 0))
         blocks = np.asarray(arrays[HANDOFF][...])
         pixels = np.empty((*geo.shape(last), blocks.shape[3]), dtype=blocks.dtype)
         for shard in range(geo.n_shards):
@@ -429,30 +512,39 @@ class PyramidKernel:
         return pixels
 
     @staticmethod
+    def _open(params: Params, io: InputIO, threads: int) -> Source:
+        """The source, opened once for every plane of a shard; ``ValueError`` when it no
+        longer matches what the job recorded."""
+        source = open_source(params.source, io, threads, params.series)
+        try:
+            with_source(params, source.info)
+        except ParamError as exc:
+            source.close()
+            raise ValueError(exc.message) from None
+        except BaseException:
+            source.close()
+            raise
+        return source
+
+    @staticmethod
     def _read(
         params: Params,
-        io: InputIO,
+        source: Source,
         box: tuple[int, int, int, int],
-        threads: int,
+        plane: int,
         progress: Progress | None = None,
     ) -> np.ndarray:
-        source = open_source(params.source, io, threads)
         y0, y1, x0, x1 = box
         try:
-            info = source.info
-            with_source(params, info.width, info.height, info.channels, info.dtype, info.format)
-            return source.read(y0, y1, x0, x1, progress)
-        except ParamError as exc:
-            raise ValueError(exc.message) from None
+            return source.read(y0, y1, x0, x1, progress, plane)
         except SourceError:
             raise
         except Exception as exc:  # a decoder's error on damaged data: name the file and region
+            where = f" of z-plane {plane}" if params.depth > 1 else ""
             raise SourceError(
-                f"{params.source}: cannot read rows {y0}:{y1}, columns {x0}:{x1} "
+                f"{params.source}: cannot read rows {y0}:{y1}, columns {x0}:{x1}{where} "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-        finally:
-            source.close()
 
     def reduce(
         self, params: Params, seed: int, arrays: Mapping[str, Any], io: ShardIO | None = None
@@ -465,26 +557,33 @@ class PyramidKernel:
             raise ValueError("imaging.pyramid's final step writes files and needs the engine's io")
         table = np.asarray(arrays[DIGESTS][...])
         geo = geometry(params, int(table.shape[0]))
-        pixels = self._last_shard_level(params, geo, arrays)
-        digests: dict[tuple[int, int, int], bytes] = {}
-        for level in range(geo.shard_levels):
-            rows, cols = geo.tiles(level)
-            for r in range(rows):
-                for c in range(cols):
-                    owner, slot = geo.slot(level, r, c)
-                    digests[level, r, c] = table[owner, slot].tobytes()
+        per_plane = geo.tiles_per_super_tile()
+        planes: list[dict[tuple[int, int, int], bytes]] = []
+        encoded: dict[str, bytes] = {}
         with ThreadPoolExecutor(_threads()) as pool, _numba_on_this_thread_only():
-            tiles = _Tiles(params, io, pool)
-            for level in range(geo.shard_levels, geo.n_levels):
-                pixels = downsample2x(pixels, params.gamma_correct)
-                rows, cols = geo.tiles(level)
-                tiles.submit_level(geo, level, pixels, (0, 0), range(rows), range(cols))
-                if params.ome_zarr and level < geo.n_ome:
-                    io.write_array(level_array(level), (slice(None),) * 3, _to_cyx(pixels))
-            more, encoded, _ = tiles.collect()
-        digests.update(more)
+            for plane in range(params.depth):
+                digests: dict[tuple[int, int, int], bytes] = {}
+                for level in range(geo.shard_levels):
+                    rows, cols = geo.tiles(level)
+                    for r in range(rows):
+                        for c in range(cols):
+                            owner, slot = geo.slot(level, r, c)
+                            digests[level, r, c] = table[owner, plane * per_plane + slot].tobytes()
+                pixels = self._last_shard_level(params, geo, arrays, plane)
+                tiles = _Tiles(params, io, pool)
+                for level in range(geo.shard_levels, geo.n_levels):
+                    pixels = _downsample(params, pixels)
+                    rows, cols = geo.tiles(level)
+                    tiles.submit_level(geo, level, pixels, (0, 0), range(rows), range(cols))
+                    if params.ome_zarr and level < geo.n_ome:
+                        whole = _selection(params, plane, slice(None), slice(None))
+                        io.write_array(level_array(level), whole, _level_data(params, pixels))
+                more, tiled, _ = tiles.collect()
+                digests.update(more)
+                encoded.update(tiled)
+                planes.append(digests)
         self._write_dzi(params, geo, io, encoded)
-        return self._describe(params, geo, digests)
+        return self._describe(params, geo, planes)
 
     @staticmethod
     def _write_dzi(params: Params, geo: Geometry, io: ShardIO, encoded: dict[str, bytes]) -> None:
@@ -509,21 +608,23 @@ class PyramidKernel:
 
     @staticmethod
     def _describe(
-        params: Params, geo: Geometry, digests: Mapping[tuple[int, int, int], bytes]
+        params: Params, geo: Geometry, planes: Sequence[Mapping[tuple[int, int, int], bytes]]
     ) -> dict[str, Any]:
         levels = []
         whole = hashlib.sha256()
+        z = [params.depth] if params.depth > 1 else []
         for level in range(geo.n_levels):
             rows, cols = geo.tiles(level)
             h = hashlib.sha256()
-            for r in range(rows):
-                for c in range(cols):
-                    h.update(digests[level, r, c])
-                    whole.update(digests[level, r, c])
+            for digests in planes:  # z-plane after z-plane
+                for r in range(rows):
+                    for c in range(cols):
+                        h.update(digests[level, r, c])
+                        whole.update(digests[level, r, c])
             levels.append(
                 {
                     "level": level,
-                    "shape": [*geo.shape(level), params.channels],
+                    "shape": [*z, *geo.shape(level), params.channels],
                     "tiles": [rows, cols],
                     "dzi_level": geo.dzi_level(level),
                     "ome_zarr": params.ome_zarr and level < geo.n_ome,
@@ -531,19 +632,25 @@ class PyramidKernel:
                 }
             )
         d = params.dzi
+        image: dict[str, Any] = {
+            "width": geo.width,
+            "height": geo.height,
+            "channels": params.channels,
+            "dtype": params.dtype,
+        }
+        method = CHECKSUM_METHOD
+        if params.depth > 1:
+            image["depth"] = params.depth
+            method += ", z-planes in order within each level"
+        axes = list(ome.axes(params.depth))
         return {
-            "image": {
-                "width": geo.width,
-                "height": geo.height,
-                "channels": params.channels,
-                "dtype": params.dtype,
-            },
+            "image": image,
             "tile_size": geo.tile,
             "checksum": f"sha256:{whole.hexdigest()}",
-            "checksum_method": CHECKSUM_METHOD,
+            "checksum_method": method,
             "levels": levels,
             "ome_zarr": (
-                {"path": GROUP, "ngff": "0.5", "levels": geo.n_ome, "axes": list(ome.AXES)}
+                {"path": GROUP, "ngff": "0.5", "levels": geo.n_ome, "axes": axes}
                 if params.ome_zarr
                 else None
             ),

@@ -3,20 +3,22 @@
 Formats, told apart by their first bytes (a URL that is not a file is tried as a Zarr array; a
 folder that is not one is refused, saying what was expected and naming the images in it):
 
-* TIFF and BigTIFF, tiled or in strips, any compression tifffile and imagecodecs decode: only the
-  tiles or strips that meet the region are read (in as few reads as possible) and decoded (in
-  threads, outside the GIL). The first image of the file is used (for pyramidal TIFFs, the
-  full-resolution one);
+* TIFF and BigTIFF, OME-TIFF and ImageJ hyperstacks included (:mod:`.source_tiff`): tiled or in
+  strips, any compression tifffile and imagecodecs decode; only the tiles or strips that meet
+  the region are read (in as few reads as possible) and decoded (in threads, outside the GIL).
+  ``series`` picks the image of a multi-series file (default the first); a pyramidal file is
+  read from its full-resolution level. Channels and z-planes may be pages;
 * PNG and JPEG: these formats have no random access, so the first ``read`` decodes the whole
   image (imagecodecs: libpng and libjpeg-turbo) and later reads slice it. For images of more than
   a few hundred megapixels, convert to a tiled TIFF first (``vips tiffsave in.png out.tif
   --tile --bigtiff``);
-* a Zarr array (v2 or v3; an OME-Zarr image group means its first, full-resolution dataset), with
-  axes ``(y, x)``, ``(y, x, c)`` or ``(c, y, x)`` (from its dimension names when it has them,
-  else ``c`` is the axis of length 1, 3 or 4 at either end).
+* a Zarr array (v2 or v3; an OME-Zarr image group means its first, full-resolution dataset; a
+  bioformats2raw folder its image ``series``) (:mod:`.source_zarr`).
 
-Pixels must be uint8 or uint16, grey, RGB or RGBA. Anything else raises ``SourceError`` saying
-what the image is and how to convert it.
+Pixels must be uint8 or uint16: grey, RGB or RGBA, or 1 to 64 independent channels (a
+microscope's fluorescence channels: names, colours and pixel sizes come from OME metadata),
+and may be a z-stack. Anything else raises ``SourceError`` naming the source, what it is and
+how to convert it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import json
 import struct
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -37,6 +38,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _CONVERT = "convert it to 8- or 16-bit L, RGB or RGBA first (e.g. `vips colourspace` or Pillow)"
+MAX_CHANNELS = 64
+PixelSize = tuple[float | None, float | None, float | None]  # (z, y, x) in micrometres
 
 
 class SourceError(ValueError):
@@ -45,17 +48,30 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What a source holds: its format, size in pixels, channels (1, 3, 4) and dtype."""
+    """What a source holds: its format, size in pixels, channels and dtype; ``depth``, its
+    z-planes (1: a 2-D image). ``names`` and ``colors`` (``RRGGBB``) are set, one per channel,
+    when the channels are independent measurements (a microscope's channels, averaged each on
+    its own), and ``None`` for grey, RGB and RGBA (1, 3 or 4 channels, the 4th alpha).
+    ``pixel_size`` is (z, y, x) in micrometres, each ``None`` where unknown, or ``None``."""
 
     format: str  # tiff | png | jpeg | zarr
     width: int
     height: int
     channels: int
     dtype: str  # uint8 | uint16
+    depth: int = 1
+    names: tuple[str, ...] | None = None
+    colors: tuple[str, ...] | None = None
+    pixel_size: PixelSize | None = None
 
     def describe(self) -> str:
-        mode = {1: "grey", 3: "RGB", 4: "RGBA"}.get(self.channels, f"{self.channels}-channel")
-        return f"{self.width}x{self.height} {mode} {self.dtype} {self.format.upper()}"
+        """``205x130 5-channel uint16 TIFF, 3 z-planes``."""
+        if self.names is None:
+            mode = {1: "grey", 3: "RGB", 4: "RGBA"}.get(self.channels, f"{self.channels}-channel")
+        else:
+            mode = f"{self.channels}-channel"
+        text = f"{self.width}x{self.height} {mode} {self.dtype} {self.format.upper()}"
+        return text + (f", {self.depth} z-planes" if self.depth > 1 else "")
 
 
 Progress = Callable[[np.ndarray, int], None]
@@ -67,37 +83,87 @@ class Source(Protocol):
     info: ImageInfo
 
     def read(
-        self, y0: int, y1: int, x0: int, x1: int, progress: Progress | None = None
+        self,
+        y0: int,
+        y1: int,
+        x0: int,
+        x1: int,
+        progress: Progress | None = None,
+        z: int = 0,
     ) -> np.ndarray:
-        """Rows ``y0:y1``, columns ``x0:x1`` as a C-contiguous (h, w, channels) array.
-        ``progress(out, n)``, when given, is called with the array being filled as soon as its
-        first ``n`` rows are complete (n grows; the last call has n = y1 - y0), so that a caller
-        can work on them while the rest is read."""
+        """Rows ``y0:y1``, columns ``x0:x1`` of z-plane ``z`` as a C-contiguous (h, w,
+        channels) array. ``progress(out, n)``, when given, is called with the array being
+        filled as soon as its first ``n`` rows are complete (n grows; the last call has n = y1 -
+        y0), so that a caller can work on them while the rest is read."""
 
     def close(self) -> None:
         """Release the file handles."""
 
 
-def _check(url: str, what: str, dtype: np.dtype[Any] | str, channels: int) -> str:
-    """The dtype name, or ``SourceError`` for an unsupported pixel type."""
+def check_pixels(
+    url: str, what: str, dtype: np.dtype[Any] | str, channels: int, independent: bool = False
+) -> str:
+    """The dtype name, or ``SourceError`` for an unsupported pixel type: not uint8/uint16, or
+    a channel count other than 1, 3, 4 (grey, RGB, RGBA) or, for ``independent`` channels,
+    outside 1..64."""
     name = np.dtype(dtype).name
+    if name not in ("uint8", "uint16") and independent:
+        raise SourceError(
+            f"{url}: {what} has {channels} channel{'s' if channels > 1 else ''} of {name} "
+            f"pixels; tessera reads uint8 or uint16: scale the values into 0..65535 and write "
+            f"them as uint16 first (e.g. numpy's astype('uint16'))"
+        )
     if name not in ("uint8", "uint16"):
         raise SourceError(
             f"{url}: {what} has {name} pixels; tessera reads uint8 or uint16: {_CONVERT}"
         )
-    if channels not in (1, 3, 4):
+    if channels > MAX_CHANNELS:
+        raise SourceError(
+            f"{url}: {what} has {channels} channels; tessera reads 1 to {MAX_CHANNELS}: write "
+            f"the channels to several files of at most {MAX_CHANNELS} and make a pyramid of each"
+        )
+    if not independent and channels not in (1, 3, 4):
         raise SourceError(f"{url}: {what} has {channels} channels; expected 1, 3 or 4: {_CONVERT}")
     return name
 
 
-def open_source(url: str, io: InputIO, threads: int = 1) -> Source:
+def channel_names(count: int, given: tuple[str | None, ...] | None) -> tuple[str, ...]:
+    """``given`` (one per channel) with ``Channel <i>`` where a name is missing."""
+    names = list(given) if given is not None and len(given) == count else [None] * count
+    return tuple(n if n else f"Channel {i}" for i, n in enumerate(names))
+
+
+def channel_colors(count: int, given: tuple[str | None, ...] | None) -> tuple[str, ...]:
+    """``given`` (``RRGGBB``, one per channel) with a default colour where one is missing."""
+    from tessera.kernels.imaging.omexml import default_color
+
+    colors = list(given) if given is not None and len(given) == count else [None] * count
+    return tuple(c if c else default_color(i, count) for i, c in enumerate(colors))
+
+
+def known_size(size: PixelSize | None) -> PixelSize | None:
+    """``size`` with y and x made equal when only one is known (square pixels, as viewers
+    assume), or ``None`` when nothing is known."""
+    if size is None:
+        return None
+    z, y, x = size
+    y, x = (y if y is not None else x), (x if x is not None else y)
+    return None if z is None and y is None and x is None else (z, y, x)
+
+
+def open_source(url: str, io: InputIO, threads: int = 1, series: int = 0) -> Source:
     """Open ``url`` (a path, file:// or s3:// URL) and read its header. ``threads`` decode
-    compressed TIFF tiles in parallel. Raises ``SourceError`` naming the URL."""
+    compressed TIFF tiles in parallel; ``series`` picks the image of a multi-series TIFF or
+    bioformats2raw Zarr (0, the first, for files that have one). Raises ``SourceError``
+    naming the URL."""
+    from tessera.kernels.imaging.source_tiff import TiffSource
+    from tessera.kernels.imaging.source_zarr import ZarrSource
+
     try:
         fh = io.open_input(url)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         try:
-            return ZarrSource(url, io)
+            return ZarrSource(url, io, series)
         except FileNotFoundError:
             inside = _folder_listing(url, io)
             if isinstance(exc, IsADirectoryError) or inside:
@@ -109,7 +175,9 @@ def open_source(url: str, io: InputIO, threads: int = 1) -> Source:
         head = fh.read(16)
         fh.seek(0)
         if head[:4] in _TIFF_MAGIC:
-            return TiffSource(url, fh, threads)
+            return TiffSource(url, fh, threads, series)
+        if series:
+            raise SourceError(f"{url}: series = {series}, but a PNG or JPEG holds one image")
         if head[:8] == _PNG_MAGIC:
             return PillowSource(url, fh, "png")
         if head[:3] == _JPEG_MAGIC:
@@ -163,202 +231,6 @@ def probe(url: str, io: InputIO) -> ImageInfo:
         return source.info
     finally:
         source.close()
-
-
-# -- TIFF -------------------------------------------------------------------------------------
-
-
-class TiffSource:
-    """A TIFF or BigTIFF; regions read segment by segment through tifffile's decoders, or, for
-    uncompressed pixels in a local file, copied straight out of a memory map of it."""
-
-    def __init__(self, url: str, fh: BinaryIO, threads: int = 1) -> None:
-        import tifffile
-
-        self.url = url
-        self._threads = max(1, threads)
-        self._map: np.ndarray | None = None
-        try:
-            self._tif = tifffile.TiffFile(fh)
-        except Exception as exc:  # tifffile raises several kinds on a corrupt header
-            fh.close()
-            raise SourceError(f"{url}: not a readable TIFF: {exc}") from None
-        try:
-            level = self._tif.series[0].levels[0]
-            if len(level.pages) > 1:  # channels, z or time as pages: never read just the first
-                raise SourceError(
-                    f"{url}: the TIFF's image has axes {level.axes} and shape {level.shape}, "
-                    f"{len(level.pages)} planes stored as pages (channels, z or time); tessera "
-                    f"reads one 2-D grey, RGB or RGBA image and will not keep the first plane "
-                    f"and drop the other {len(level.pages) - 1}: write one plane per file, or "
-                    f"combine the channels into RGB first"
-                )
-            self._page = page = level.keyframe
-            self.info = self._describe(page)
-            self._map = self._mapping(fh, page)
-        except BaseException:
-            self._tif.close()
-            raise
-
-    @staticmethod
-    def _mapping(fh: BinaryIO, page: Any) -> np.ndarray | None:
-        """A read-only map of the file (as bytes) when its pixels can be copied as they are: a
-        local file, uncompressed, no predictor, samples interleaved, whole bytes. A NumPy
-        memmap, not an ``mmap``: it is unmapped when its last view goes, never while one is in
-        use."""
-        plain = (
-            page.compression == 1
-            and page.predictor == 1
-            and page.planarconfig == 1
-            and page.fillorder == 1
-            and page.bitspersample in (8, 16)
-        )
-        if not plain:
-            return None
-        try:
-            fh.fileno()
-            return np.memmap(fh, dtype=np.uint8, mode="r").view(np.ndarray)
-        except (AttributeError, OSError, ValueError):  # not a local file (S3), or empty
-            return None
-
-    def _describe(self, page: Any) -> ImageInfo:
-        from tifffile import EXTRASAMPLE, PHOTOMETRIC
-
-        url, what = self.url, "the TIFF"
-        photometric, samples = page.photometric, page.samplesperpixel
-        if photometric == PHOTOMETRIC.PALETTE:
-            raise SourceError(f"{url}: {what} is a palette (colour-mapped) image: {_CONVERT}")
-        if photometric in (PHOTOMETRIC.SEPARATED, PHOTOMETRIC.CIELAB, PHOTOMETRIC.ICCLAB):
-            raise SourceError(f"{url}: {what} is {photometric.name} (e.g. CMYK): {_CONVERT}")
-        if photometric == PHOTOMETRIC.MINISWHITE:
-            raise SourceError(f"{url}: {what} is MINISWHITE (inverted grey): {_CONVERT}")
-        if page.dtype is not None and np.dtype(page.dtype).kind != "u":
-            _check(url, what, page.dtype, samples)  # raises, naming the pixel type
-        if page.dtype is None or page.bitspersample not in (8, 16):
-            raise SourceError(f"{url}: {what} has {page.bitspersample}-bit samples: {_CONVERT}")
-        if page.is_subsampled and page.compression not in (6, 7):
-            raise SourceError(f"{url}: {what} is chroma-subsampled YCbCr: {_CONVERT}")
-        if photometric not in (PHOTOMETRIC.MINISBLACK, PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR):
-            raise SourceError(f"{url}: {what} has photometric {photometric!r}: {_CONVERT}")
-        extras = tuple(page.extrasamples)
-        if EXTRASAMPLE.ASSOCALPHA in extras:
-            raise SourceError(
-                f"{url}: {what} has premultiplied (associated) alpha; tessera reads straight "
-                f"alpha: convert it to unassociated alpha RGBA first"
-            )
-        base = 1 if photometric == PHOTOMETRIC.MINISBLACK else 3
-        if samples != base and not (base == 3 and samples == 4):
-            kind = "grey" if base == 1 else "colour"
-            raise SourceError(f"{url}: {what} is {kind} with {samples} samples: {_CONVERT}")
-        if page.shaped[1] != 1:
-            raise SourceError(f"{url}: {what} is a volume (depth {page.shaped[1]}): {_CONVERT}")
-        dtype = _check(url, what, page.dtype, samples)
-        return ImageInfo("tiff", page.imagewidth, page.imagelength, samples, dtype)
-
-    def read(
-        self, y0: int, y1: int, x0: int, x1: int, progress: Progress | None = None
-    ) -> np.ndarray:
-        page, info = self._page, self.info
-        out = np.zeros((y1 - y0, x1 - x0, info.channels), dtype=page.dtype.newbyteorder("="))
-        separate = page.planarconfig == 2
-        planes = info.channels if separate else 1
-        if page.is_tiled:
-            seg_h, seg_w = page.tilelength, page.tilewidth
-        else:
-            seg_h, seg_w = page.rowsperstrip or info.height, info.width
-        rows = -(-info.height // seg_h)
-        cols = -(-info.width // seg_w)
-        decode = page.decode
-        tables = page.jpegtables
-
-        def place(item: tuple[bytes | None, int]) -> None:
-            data, index = item
-            segment, (plane, _, sy, sx, _), _ = decode(data, index, jpegtables=tables)
-            if segment is None:
-                return  # an empty segment: zeros
-            ya, yb = max(sy, y0), min(sy + segment.shape[1], y1)
-            xa, xb = max(sx, x0), min(sx + segment.shape[2], x1)
-            if ya >= yb or xa >= xb:
-                return
-            part = segment[0, ya - sy : yb - sy, xa - sx : xb - sx]
-            if separate:
-                out[ya - y0 : yb - y0, xa - x0 : xb - x0, plane] = part[..., 0]
-            else:
-                out[ya - y0 : yb - y0, xa - x0 : xb - x0] = part
-
-        if self._map is not None:
-            return self._read_mapped(out, y0, y1, x0, x1, seg_h, seg_w, rows, cols, progress)
-        handle = self._tif.filehandle
-        pool = None
-        if page.compression != 1 and self._threads > 1:
-            pool = ThreadPoolExecutor(self._threads)
-        try:
-            for r in range(y0 // seg_h, (y1 - 1) // seg_h + 1):  # a row of segments at a time
-                wanted = [
-                    plane * rows * cols + r * cols + c
-                    for plane in range(planes)
-                    for c in range(x0 // seg_w, (x1 - 1) // seg_w + 1)
-                ]
-                offsets = [page.dataoffsets[i] for i in wanted]
-                counts = [page.databytecounts[i] for i in wanted]
-                segments = handle.read_segments(
-                    offsets, counts, wanted, sort=True, lock=handle.lock
-                )
-                if pool is None:
-                    for item in segments:
-                        place(item)
-                else:
-                    for _ in pool.map(place, segments):
-                        pass
-                if progress is not None:
-                    progress(out, min((r + 1) * seg_h, y1) - y0)
-        finally:
-            if pool is not None:
-                pool.shutdown()
-        return out
-
-    def _read_mapped(
-        self,
-        out: np.ndarray,
-        y0: int,
-        y1: int,
-        x0: int,
-        x1: int,
-        seg_h: int,
-        seg_w: int,
-        rows: int,
-        cols: int,
-        progress: Progress | None,
-    ) -> np.ndarray:
-        """``read`` for plain pixels: one copy from the page cache into ``out``."""
-        assert self._map is not None
-        page, channels = self._page, self.info.channels
-        dtype = np.dtype(page.dtype).newbyteorder(self._tif.byteorder)
-        width = seg_w if page.is_tiled else self.info.width
-        for r in range(y0 // seg_h, (y1 - 1) // seg_h + 1):
-            for c in range(x0 // seg_w, (x1 - 1) // seg_w + 1):
-                index = r * cols + c
-                count = page.databytecounts[index] // dtype.itemsize
-                if count == 0:
-                    continue  # an empty segment: zeros
-                lines = count // (width * channels)
-                start = page.dataoffsets[index]
-                stop = start + lines * width * channels * dtype.itemsize
-                segment = self._map[start:stop].view(dtype).reshape(lines, width, channels)
-                sy, sx = r * seg_h, c * seg_w
-                ya, yb = max(sy, y0), min(sy + lines, y1)
-                xa, xb = max(sx, x0), min(sx + width, x1)
-                if ya < yb and xa < xb:
-                    out[ya - y0 : yb - y0, xa - x0 : xb - x0] = segment[
-                        ya - sy : yb - sy, xa - sx : xb - sx
-                    ]
-            if progress is not None:
-                progress(out, min((r + 1) * seg_h, y1) - y0)
-        return out
-
-    def close(self) -> None:
-        self._map = None
-        self._tif.close()
 
 
 # -- PNG and JPEG -----------------------------------------------------------------------------
@@ -449,8 +321,16 @@ class PillowSource:
             return self._pixels
 
     def read(
-        self, y0: int, y1: int, x0: int, x1: int, progress: Progress | None = None
+        self,
+        y0: int,
+        y1: int,
+        x0: int,
+        x1: int,
+        progress: Progress | None = None,
+        z: int = 0,
     ) -> np.ndarray:
+        if z != 0:
+            raise IndexError(f"{self.url}: z-plane {z} of a 2-D image")
         out = np.ascontiguousarray(self._decode()[y0:y1, x0:x1])
         if progress is not None:
             progress(out, y1 - y0)
@@ -461,152 +341,3 @@ class PillowSource:
             self._fh.close()
             self._fh = None
         self._pixels = None
-
-
-# -- Zarr -------------------------------------------------------------------------------------
-
-
-def _input_store(io: InputIO, root: str) -> Any:
-    """A read-only Zarr store whose keys are read through ``io.open_input`` (zarr is imported
-    here only, when a Zarr source is used)."""
-    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
-
-    class InputStore(Store):
-        supports_writes = False
-        supports_deletes = False
-        supports_partial_writes = False
-        supports_listing = False
-
-        def __init__(self) -> None:
-            super().__init__(read_only=True)
-
-        def __eq__(self, other: object) -> bool:
-            return isinstance(other, InputStore) and other is self
-
-        def _read(self, key: str, byte_range: Any) -> bytes | None:
-            try:
-                fh = io.open_input(f"{root}/{key}")
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                return None
-            with fh:
-                if byte_range is None:
-                    return fh.read()
-                if isinstance(byte_range, RangeByteRequest):
-                    fh.seek(byte_range.start)
-                    return fh.read(byte_range.end - byte_range.start)
-                if isinstance(byte_range, OffsetByteRequest):
-                    fh.seek(byte_range.offset)
-                    return fh.read()
-                if isinstance(byte_range, SuffixByteRequest):
-                    fh.seek(0, 2)
-                    fh.seek(max(fh.tell() - byte_range.suffix, 0))
-                    return fh.read()
-                raise TypeError(f"unexpected byte range {byte_range!r}")
-
-        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-            data = self._read(key, byte_range)
-            return None if data is None else prototype.buffer.from_bytes(data)
-
-        async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
-            return [await self.get(key, prototype, rng) for key, rng in key_ranges]
-
-        async def exists(self, key: str) -> bool:
-            return self._read(key, RangeByteRequest(0, 1)) is not None
-
-        async def set(self, key: str, value: Any) -> None:
-            raise PermissionError("the source store is read-only")
-
-        async def delete(self, key: str) -> None:
-            raise PermissionError("the source store is read-only")
-
-        async def list(self) -> Any:
-            raise NotImplementedError
-            yield  # pragma: no cover
-
-        async def list_prefix(self, prefix: str) -> Any:
-            raise NotImplementedError
-            yield  # pragma: no cover
-
-        async def list_dir(self, prefix: str) -> Any:
-            raise NotImplementedError
-            yield  # pragma: no cover
-
-    return InputStore()
-
-
-class ZarrSource:
-    """A Zarr array (or the first dataset of an OME-Zarr image group)."""
-
-    def __init__(self, url: str, io: InputIO) -> None:
-        import zarr
-
-        self.url = url
-        root = url.rstrip("/")
-        store = _input_store(io, root)
-        try:
-            node = zarr.open(store=store, mode="r")
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise FileNotFoundError(f"{url}: no Zarr array here ({exc})") from None
-        if isinstance(node, zarr.Group):
-            node = self._first_dataset(url, node)
-        self._array = node
-        names = self._axis_names(url, node)
-        self._squeeze = tuple(0 if n in ("t", "z") else slice(None) for n in names)
-        shape = dict(zip(names, node.shape))
-        channels = shape.get("c", 1)
-        dtype = _check(url, "the Zarr array", node.dtype, channels)
-        self.info = ImageInfo("zarr", shape["x"], shape["y"], channels, dtype)
-
-    @staticmethod
-    def _first_dataset(url: str, group: Any) -> Any:
-        attrs = dict(group.attrs)
-        ome = attrs.get("ome", attrs)
-        try:
-            path = ome["multiscales"][0]["datasets"][0]["path"]
-            return group[path]
-        except (KeyError, IndexError, TypeError):
-            raise SourceError(
-                f"{url}: a Zarr group, not an array; give the URL of an array, or of an OME-Zarr "
-                f"image group (with multiscales metadata)"
-            ) from None
-
-    @staticmethod
-    def _axis_names(url: str, array: Any) -> list[str]:
-        shape = tuple(array.shape)
-        names = list(getattr(array.metadata, "dimension_names", None) or [])
-        if names and set(names) <= {"t", "c", "z", "y", "x"} and {"y", "x"} <= set(names):
-            for n, size in zip(names, shape):
-                if n in ("t", "z") and size != 1:
-                    raise SourceError(f"{url}: axis {n} has length {size}; expected one 2-D image")
-            return names
-        if len(shape) == 2:
-            return ["y", "x"]
-        if len(shape) == 3 and shape[2] in (1, 3, 4):
-            return ["y", "x", "c"]
-        if len(shape) == 3 and shape[0] in (1, 3, 4):
-            return ["c", "y", "x"]
-        raise SourceError(
-            f"{url}: a Zarr array of shape {shape}; expected (y, x), (y, x, c) or (c, y, x) with "
-            f"1, 3 or 4 channels (or dimension names from t, c, z, y, x)"
-        )
-
-    def read(
-        self, y0: int, y1: int, x0: int, x1: int, progress: Progress | None = None
-    ) -> np.ndarray:
-        names = [n for n in self._axis_names(self.url, self._array) if n not in ("t", "z")]
-        sel = list(self._squeeze)
-        live = [i for i, s in enumerate(sel) if isinstance(s, slice)]
-        for i, name in zip(live, names):
-            sel[i] = {"y": slice(y0, y1), "x": slice(x0, x1)}.get(name, slice(None))
-        block = np.asarray(self._array[tuple(sel)])
-        order = [names.index(a) for a in ("y", "x", "c") if a in names]
-        block = block.transpose(order)
-        if block.ndim == 2:
-            block = block[..., None]
-        out = np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("="))
-        if progress is not None:
-            progress(out, y1 - y0)
-        return out
-
-    def close(self) -> None:
-        pass
