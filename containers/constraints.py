@@ -84,8 +84,9 @@ def closure() -> dict[str, str]:
 
 
 HEADER_GPU = (
-    "# What containers/Dockerfile.gpu adds to the CPU pins: numba-cuda[cu12], resolved by pip\n"
-    "# against constraints.txt. Regenerate: `make constraints`; the build's `pip check` checks it.\n"
+    "# What containers/Dockerfile.gpu adds to the CPU pins: numba-cuda[cu12], resolved by\n"
+    "# pip against constraints.txt. Regenerate: `make constraints`; the build's `pip check`\n"
+    "# checks it.\n"
 )
 
 
