@@ -163,6 +163,9 @@ def test_tessera_run_with_the_batch_executor_detaches_on_ctrl_c_and_collects_lat
     path = write_job(tmp_path / "job.toml", data)
     env, queue = setup(docker_moto, seaweed_s3, tessera_image, path)
     env["TESSERA_BATCH_POLL_S"] = "2"
+    # unbuffered: "Batch: submitted" reaches the log when printed, not when the run ends (in CI
+    # the whole output came at exit, after the children had finished, and SIGINT came too late)
+    env["PYTHONUNBUFFERED"] = "1"
     command = [*TESSERA, "run", str(path), "--executor", "batch", "--queue", queue]
     log = tmp_path / "first.log"
     with log.open("w") as out:
