@@ -86,21 +86,27 @@ def build(engine: DockerEngine) -> float:
     return time.monotonic() - t0
 
 
-def sizes(engine: DockerEngine, image: str) -> dict[str, Any]:
+VENV_DU = (  # the CPU image: the venv's largest folders, the cache, the image's top folders
+    "du -sm /opt/tessera/numba-cache /opt/tessera/lib/python3.11/site-packages/* "
+    "| sort -rn | head -14; du -sm /opt/tessera /usr /var / 2>/dev/null | tail -4"
+)
+CUDA_DU = (  # the GPU image: what its layer adds, the CUDA wheels' folders
+    "cd /opt/tessera/lib/python3.11/site-packages && du -sm nvidia/*/* cuda numba_cuda "
+    "| sort -rn | head -10"
+)
+
+
+def sizes(engine: DockerEngine, image: str, du: str = VENV_DU) -> dict[str, Any]:
     """Uncompressed (the engine's image size), compressed (``docker save | gzip -6``, what a
-    pull transfers), and the largest folders of the venv."""
+    pull transfers), and the folders that ``du`` (a shell command in the image) lists."""
     size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
     saved = subprocess.run(
         [CLIENT, "save", image], env=engine.env(), capture_output=True, check=True
     ).stdout
     compressed = len(gzip.compress(saved, compresslevel=6))
-    du = engine.docker(
-        "run", "--rm", "--entrypoint", "sh", image, "-c",
-        "du -sm /opt/tessera/numba-cache /opt/tessera/lib/python3.11/site-packages/* "
-        "| sort -rn | head -14; du -sm /opt/tessera /usr /var / 2>/dev/null | tail -4",
-    ).stdout  # fmt: skip
+    listed = engine.docker("run", "--rm", "--entrypoint", "sh", image, "-c", du).stdout
     biggest = []
-    for line in du.splitlines():
+    for line in listed.splitlines():
         mib, path = line.split(maxsplit=1)
         biggest.append({"path": path, "mib": int(mib)})
     return {
@@ -111,24 +117,15 @@ def sizes(engine: DockerEngine, image: str) -> dict[str, Any]:
 
 
 def gpu_size(engine: DockerEngine, cpu_image: str, image: str) -> dict[str, Any]:
-    """The GPU image's sizes (as ``sizes``), built on ``cpu_image`` when the engine lacks it,
-    and the CUDA wheels' folders, the largest first."""
+    """The GPU image's sizes (as ``sizes``, its CUDA wheels' folders the largest first), built
+    on ``cpu_image`` when the engine lacks it, and what it adds to ``cpu_image``."""
     if engine.docker("image", "inspect", image, check=False).returncode != 0:
         engine.docker(
             "build", "--network", "host", "-f", "containers/Dockerfile.gpu", "--build-arg",
             f"BASE={cpu_image}", "-t", image, str(ROOT), timeout=1800,
         )  # fmt: skip
-    size = sizes(engine, image)
+    size = sizes(engine, image, CUDA_DU)
     cpu = int(engine.docker("image", "inspect", "--format", "{{.Size}}", cpu_image).stdout)
-    du = engine.docker(
-        "run", "--rm", "--entrypoint", "sh", image, "-c",
-        "cd /opt/tessera/lib/python3.11/site-packages && du -sm nvidia/*/* cuda numba_cuda "
-        "| sort -rn | head -10",
-    ).stdout  # fmt: skip
-    size["biggest"] = [
-        {"path": path, "mib": int(mib)}
-        for mib, path in (line.split(maxsplit=1) for line in du.splitlines())
-    ]
     size["over_cpu_mb"] = size["uncompressed_mb"] - cpu / 1e6
     return size
 

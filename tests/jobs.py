@@ -75,3 +75,15 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_ok(job: dict[str, Any], executor: str = "local") -> Any:
+    """``job`` (a job dict) run to the end on ``executor`` (2 workers for Dask) in this
+    process, without progress output; fails the test, with the failures, unless every shard
+    committed. Returns the run's outcome."""
+    from tessera.engine import executors, spec
+    from tessera.engine.run import run_job
+
+    outcome = run_job(spec.from_dict(job), executors.create(executor, workers=2), lambda e: None)
+    assert outcome.ok, outcome.failures
+    return outcome

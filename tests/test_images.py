@@ -60,6 +60,37 @@ def test_constraints_are_the_versions_the_tests_run_with() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def _no_worker_extras(engine: DockerEngine, image: str) -> None:
+    """What a worker never uses is not in ``image``."""
+    listed = engine.docker(
+        "run", "--rm", "--entrypoint", "python", image, "-c",
+        "import importlib.util as u; print([m for m in ('pip', 'bokeh', 'setuptools', 'pytest')"
+        " if u.find_spec(m)])",
+    )  # fmt: skip
+    assert listed.stdout.strip() == "[]"
+
+
+def _job_in_a_container(
+    engine: DockerEngine, image: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``_job`` run on the host and in a container of ``image`` (the store on a bind-mounted
+    folder, Numba's cache log on); asserts the two result.json are the same bytes. Returns the
+    container's process and its store."""
+    host = tessera.run(_job(str(tmp_path / "host")), executor="local", progress=False)
+    assert host.ok, host.failures
+    shared = _shared_folder(tmp_path)
+    write_job(shared / "job.toml", _job("/work/store"))
+    proc = engine.docker(
+        "run", "--rm", "--network", "host", "-v", f"{shared}:/work", "-e", "NUMBA_DEBUG_CACHE=1",
+        image, "run", "/work/job.toml", "--executor", "local",
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    inside = (shared / "store" / "result.json").read_bytes()
+    assert inside == (tmp_path / "host" / "result.json").read_bytes()
+    return proc, shared / "store"
+
+
 def test_the_image_builds_and_reports_its_version(
     docker_engine: DockerEngine, tessera_image: str
 ) -> None:
@@ -67,34 +98,18 @@ def test_the_image_builds_and_reports_its_version(
     assert proc.stdout.strip().endswith(tessera.__version__), proc.stdout
     user = docker_engine.docker("run", "--rm", "--entrypoint", "id", tessera_image, "-u")
     assert user.stdout.strip() == "10001"  # not root
-    listed = docker_engine.docker(
-        "run", "--rm", "--entrypoint", "python", tessera_image, "-c",
-        "import importlib.util as u; print([m for m in ('pip', 'bokeh', 'setuptools', 'pytest')"
-        " if u.find_spec(m)])",
-    )  # fmt: skip
-    assert listed.stdout.strip() == "[]"  # what a worker never uses is not in the image
+    _no_worker_extras(docker_engine, tessera_image)
 
 
 def test_a_job_in_a_container_writes_the_hosts_bytes_from_the_cached_kernels(
     docker_engine: DockerEngine, tessera_image: str, tmp_path: Path
 ) -> None:
-    host = tessera.run(_job(str(tmp_path / "host")), executor="local", progress=False)
-    assert host.ok, host.failures
-    shared = _shared_folder(tmp_path)
-    write_job(shared / "job.toml", _job("/work/store"))
-    proc = docker_engine.docker(
-        "run", "--rm", "--network", "host", "-v", f"{shared}:/work", "-e", "NUMBA_DEBUG_CACHE=1",
-        tessera_image, "run", "/work/job.toml", "--executor", "local",
-        timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    inside = (shared / "store" / "result.json").read_bytes()
-    assert inside == (tmp_path / "host" / "result.json").read_bytes()
+    proc, store = _job_in_a_container(docker_engine, tessera_image, tmp_path)
     # Numba loaded the kernel from the image's cache and compiled nothing
     log = proc.stdout + proc.stderr
     assert "[cache] data loaded from" in log, log[-2000:]
     assert "[cache] data saved to" not in log, log[-2000:]
-    report = json.loads((shared / "store" / "report.json").read_text())
+    report = json.loads((store / "report.json").read_text())
     assert (report["n_shards"], report["committed"], report["executor"]) == (4, 4, "local")
 
 
@@ -142,19 +157,7 @@ def test_the_gpu_image_runs_a_cpu_job_without_a_gpu_and_carries_nvvm(
     the cached kernels; numba-cuda finds NVVM and libdevice in the image (the GBM kernel
     compiles to PTX for sm_75 .. sm_90), and a GPU job would be refused with tessera's
     message."""
-    host = tessera.run(_job(str(tmp_path / "host")), executor="local", progress=False)
-    assert host.ok, host.failures
-    shared = _shared_folder(tmp_path)
-    write_job(shared / "job.toml", _job("/work/store"))
-    proc = docker_engine.docker(
-        "run", "--rm", "--network", "host", "-v", f"{shared}:/work", "-e", "NUMBA_DEBUG_CACHE=1",
-        tessera_gpu_image, "run", "/work/job.toml", "--executor", "local",
-        timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    assert (shared / "store" / "result.json").read_bytes() == (
-        tmp_path / "host" / "result.json"
-    ).read_bytes()
+    proc, _ = _job_in_a_container(docker_engine, tessera_gpu_image, tmp_path)
     assert "[cache] data saved to" not in proc.stdout + proc.stderr
     check = docker_engine.docker(
         "run", "--rm", "-v", f"{ROOT / 'tests'}:/check:ro", "--entrypoint", "python",
@@ -169,9 +172,4 @@ def test_the_gpu_image_runs_a_cpu_job_without_a_gpu_and_carries_nvvm(
     }
     assert found["available"] is False
     assert "set resources.gpus = 0 to run on the CPU" in found["refused"]
-    listed = docker_engine.docker(
-        "run", "--rm", "--entrypoint", "python", tessera_gpu_image, "-c",
-        "import importlib.util as u; print([m for m in ('pip', 'bokeh', 'setuptools', 'pytest')"
-        " if u.find_spec(m)])",
-    )  # fmt: skip
-    assert listed.stdout.strip() == "[]"
+    _no_worker_extras(docker_engine, tessera_gpu_image)

@@ -17,14 +17,14 @@ import tifffile
 import zarr
 from PIL import Image
 
-from tessera.engine import executors, spec
+from tessera.engine import spec
 from tessera.engine.errors import SpecError
 from tessera.engine.io import Inputs
-from tessera.engine.run import RunOutcome, run_job
 from tessera.kernels.imaging import omexml
 from tessera.kernels.imaging.downsample import downsample2x
 from tessera.kernels.imaging.source import SourceError, open_source
 from tests import imaging_reference as ref
+from tests.jobs import run_ok
 
 W, H, T = 457, 301, 64  # odd sides: partial tiles and 2x1 / 1x2 / 1x1 blocks at the edges
 NAMES = ["DAPI", "GFP", "mCherry", "Cy5", "Brightfield"]
@@ -80,12 +80,6 @@ def _job(store: Path, source: Path | str, **params: Any) -> dict[str, Any]:
     return {"job": job, "params": {"source": str(source), "tile_size": T, **params}}
 
 
-def _run(job: dict[str, Any], executor: str = "local") -> RunOutcome:
-    outcome = run_job(spec.from_dict(job), executors.create(executor, workers=2), lambda e: None)
-    assert outcome.ok, outcome.failures
-    return outcome
-
-
 def _levels(store: Path) -> list[np.ndarray]:
     """Every OME-Zarr level as stored: (c, y, x) or (c, z, y, x)."""
     group = zarr.open_group(str(store / "image"), mode="r")
@@ -115,9 +109,9 @@ def _files(root: Path) -> dict[str, bytes]:
 def five_runs(tmp_path_factory: pytest.TempPathFactory, five: Path) -> dict[str, Path]:
     """The 5-channel pyramid as 12 shards (128-px super-tiles), 4 shards and 1."""
     root = tmp_path_factory.mktemp("five-runs")
-    _run(_job(root / "twelve", five, shard_size=128))
-    _run(_job(root / "four", five, shard_size=256))
-    _run(_job(root / "one", five, shards=1))
+    run_ok(_job(root / "twelve", five, shard_size=128))
+    run_ok(_job(root / "four", five, shard_size=256))
+    run_ok(_job(root / "one", five, shards=1))
     return {name: root / name for name in ("twelve", "four", "one")}
 
 
@@ -168,7 +162,7 @@ def test_the_pyramid_is_the_same_for_1_4_and_12_shards_local_and_dask(
     tmp_path: Path, five: Path, five_runs: dict[str, Path]
 ) -> None:
     dask = tmp_path / "dask"
-    _run(_job(dask, five, shard_size=256), executor="dask")  # 4 shards on a LocalCluster
+    run_ok(_job(dask, five, shard_size=256), executor="dask")  # 4 shards on a LocalCluster
     results = {name: (path / "result.json").read_bytes() for name, path in five_runs.items()}
     assert len(set(results.values())) == 1
     assert (dask / "result.json").read_bytes() == results["four"]
@@ -191,7 +185,7 @@ def test_its_own_ome_zarr_reads_back_with_names_colours_and_sizes(
     tmp_path: Path, five_runs: dict[str, Path]
 ) -> None:
     first = json.loads((five_runs["one"] / "result.json").read_text())
-    outcome = _run(_job(tmp_path / "again", five_runs["one"] / "image", shard_size=256))
+    outcome = run_ok(_job(tmp_path / "again", five_runs["one"] / "image", shard_size=256))
     assert outcome.result is not None
     params = outcome.result["params"]
     assert params["format"] == "zarr" and params["channel_names"] == NAMES
@@ -212,7 +206,7 @@ def test_a_z_stack_keeps_z_at_every_level(tmp_path: Path) -> None:
         tmp_path / "stack.ome.tif", stack, "ZCYX", PhysicalSizeX=0.5, PhysicalSizeY=0.5,
         PhysicalSizeZ=1.5,
     )  # fmt: skip
-    outcome = _run(_job(tmp_path / "s", path, shard_size=128))
+    outcome = run_ok(_job(tmp_path / "s", path, shard_size=128))
     levels = _levels(tmp_path / "s")
     assert [lv.shape for lv in levels] == [(2, 5, 150, 201), (2, 5, 75, 101), (2, 5, 38, 51)]
     for z in range(5):
@@ -232,7 +226,7 @@ def test_a_z_stack_keeps_z_at_every_level(tmp_path: Path) -> None:
     assert result["image"]["depth"] == 5 and result["params"]["depth"] == 5
     assert result["ome_zarr"]["axes"] == ["c", "z", "y", "x"]
     assert [lv["shape"][0] for lv in result["levels"]] == [5] * len(result["levels"])
-    again = _run(_job(tmp_path / "one", path, shards=1)).result
+    again = run_ok(_job(tmp_path / "one", path, shards=1)).result
     assert again is not None and again["checksum"] == result["checksum"]
 
 
@@ -241,7 +235,7 @@ def test_a_z_stack_zarr_array_with_dimension_names(tmp_path: Path) -> None:
     array = zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, chunks=(1, 1, 50, 50),
                               dtype="uint16", dimension_names=("c", "z", "y", "x"))  # fmt: skip
     array[...] = data
-    _run(_job(tmp_path / "s", tmp_path / "in.zarr", shard_size=128))
+    run_ok(_job(tmp_path / "s", tmp_path / "in.zarr", shard_size=128))
     levels = _levels(tmp_path / "s")
     assert levels[0].shape == (3, 4, 90, 130) and np.array_equal(levels[0], data)
     want = ref.mean2x2(data[:, 2].transpose(1, 2, 0))
@@ -256,7 +250,7 @@ def test_four_independent_channels_are_not_rgba(tmp_path: Path) -> None:
     data = cells(4, 99, 77)
     data[3, :, ::2] = 0  # where an alpha channel would be 0, colour would be lost
     path = write_ome(tmp_path / "four.ome.tif", data)
-    _run(_job(tmp_path / "s", path, shard_size=128))
+    run_ok(_job(tmp_path / "s", path, shard_size=128))
     got = _levels(tmp_path / "s")[1].transpose(1, 2, 0)
     assert np.array_equal(got, ref.mean2x2(data.transpose(1, 2, 0)))
     assert not np.array_equal(got, ref.rgba_weighted(data.transpose(1, 2, 0)))
@@ -266,7 +260,7 @@ def test_four_independent_channels_are_not_rgba(tmp_path: Path) -> None:
 def test_one_to_64_channels(tmp_path: Path, channels: int) -> None:
     data = cells(channels, 70, 90).astype(np.uint8)
     path = write_ome(tmp_path / "c.ome.tif", data)
-    outcome = _run(_job(tmp_path / "s", path, shard_size=64))
+    outcome = run_ok(_job(tmp_path / "s", path, shard_size=64))
     levels = _levels(tmp_path / "s")
     assert levels[0].shape == (channels, 70, 90) and np.array_equal(levels[0], data)
     assert np.array_equal(levels[1].transpose(1, 2, 0), ref.mean2x2(data.transpose(1, 2, 0)))
@@ -307,7 +301,7 @@ def test_a_series_of_a_multi_series_file_and_a_pyramidal_file(tmp_path: Path) ->
     second = spec.from_dict(_job(tmp_path / "b", path, series=1)).params_dict()
     assert (second["width"], second["height"], second["channels"]) == (70, 60, 2)
     assert second["series"] == 1 and second["pixel_size"] == {"y": 2.0, "x": 2.0}
-    _run(_job(tmp_path / "s", path, shard_size=128))
+    run_ok(_job(tmp_path / "s", path, shard_size=128))
     assert np.array_equal(_levels(tmp_path / "s")[0], full)
     with pytest.raises(SpecError, match=r"series = 2, but the TIFF holds 2 image series") as info:
         spec.from_dict(_job(tmp_path / "c", path, series=2))
@@ -405,7 +399,7 @@ def test_dzi_channels_render_a_composite(tmp_path: Path, five: Path) -> None:
             {"channel": 4, "color": "#808080", "window": [0, 60_000]},
         ],
     }
-    outcome = _run(_job(tmp_path / "s", five, shard_size=128, dzi=params))
+    outcome = run_ok(_job(tmp_path / "s", five, shard_size=128, dzi=params))
     assert outcome.result is not None
     assert outcome.result["params"]["dzi"]["channels"] == [
         {"channel": 0, "color": "0000FF", "window": [0, 65535]},
@@ -434,7 +428,7 @@ def test_a_one_channel_ome_tiff_tiles_as_grey(tmp_path: Path) -> None:
     """One channel needs no composite: its DZI tiles are grey, 16-bit in PNG."""
     data = cells(1, 80, 100)
     path = write_ome(tmp_path / "grey.ome.tif", data)
-    _run(_job(tmp_path / "s", path, dzi={"format": "png"}))
+    run_ok(_job(tmp_path / "s", path, dzi={"format": "png"}))
     tile = np.asarray(Image.open(tmp_path / "s/dzi/image_files/7/1_0.png"))
     assert tile.dtype == np.uint16 and np.array_equal(tile, data[0, :64, 64:100])
 

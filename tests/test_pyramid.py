@@ -21,7 +21,7 @@ from PIL import Image
 from examples.make_images import make_image, write_pillow, write_tiff
 from tessera.engine import executors, spec
 from tessera.engine.errors import SpecError, StoreMismatchError
-from tessera.engine.run import RunOutcome, run_job
+from tessera.engine.run import run_job
 from tessera.kernels.imaging import dzi
 from tessera.kernels.imaging.tiles import (
     Geometry,
@@ -33,6 +33,7 @@ from tessera.kernels.imaging.tiles import (
     tile_grid,
 )
 from tests import imaging_reference as ref
+from tests.jobs import run_ok
 
 W, H, T = 700, 530, 64  # odd sizes, partial last tiles; 3x3 super-tiles of 256
 
@@ -366,12 +367,6 @@ def bad_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(job: dict[str, Any], executor: str = "local") -> RunOutcome:
-    outcome = run_job(spec.from_dict(job), executors.create(executor, workers=2), lambda e: None)
-    assert outcome.ok, outcome.failures
-    return outcome
-
-
 def _levels(store: Path) -> list[np.ndarray]:
     group = zarr.open_group(str(store / "image"), mode="r")
     n = len(group.attrs["ome"]["multiscales"][0]["datasets"])
@@ -394,8 +389,8 @@ def overlap_runs(
     """The same PNG-tiled pyramid with overlap 1, as 9 shards and as 1."""
     root = tmp_path_factory.mktemp("runs")
     params = {"dzi": {"format": "png", "overlap": 1}}
-    _run(_job(root / "nine", images["tiff"], shard_size=256, **params))
-    _run(_job(root / "one", images["tiff"], shards=1, **params))
+    run_ok(_job(root / "nine", images["tiff"], shard_size=256, **params))
+    run_ok(_job(root / "one", images["tiff"], shards=1, **params))
     return {"nine": root / "nine", "one": root / "one"}
 
 
@@ -520,7 +515,7 @@ def test_ome_zarr_levels_are_blosc_zstd_and_read_the_same_through_both_pipelines
 @pytest.mark.parametrize("fmt", ["tiff", "bigtiff", "strips", "png", "jpeg", "zarr"])
 def test_every_input_format(tmp_path: Path, images: dict[str, Path], fmt: str) -> None:
     source = images[fmt]
-    _run(_job(tmp_path / "s", source, shard_size=256))
+    run_ok(_job(tmp_path / "s", source, shard_size=256))
     want = np.asarray(Image.open(images["jpeg"])) if fmt == "jpeg" else make_image(W, H, "RGB")
     levels = _levels(tmp_path / "s")
     assert np.array_equal(levels[0], want)
@@ -532,7 +527,7 @@ def test_an_ome_zarr_image_and_a_zarr_v2_array_as_sources(
 ) -> None:
     """The pyramid's own output, read back through its multiscales metadata, gives itself."""
     first = json.loads((overlap_runs["nine"] / "result.json").read_text())
-    _run(_job(tmp_path / "s", overlap_runs["nine"] / "image", shard_size=128))
+    run_ok(_job(tmp_path / "s", overlap_runs["nine"] / "image", shard_size=128))
     again = json.loads((tmp_path / "s" / "result.json").read_text())
     assert again["params"]["format"] == "zarr"
     assert [lv["checksum"] for lv in again["levels"]] == [lv["checksum"] for lv in first["levels"]]
@@ -540,7 +535,7 @@ def test_an_ome_zarr_image_and_a_zarr_v2_array_as_sources(
                            dtype="uint16", zarr_format=2)  # fmt: skip
     grey = make_image(W, H, "L", bits=16)
     v2[...] = grey[..., 0]
-    _run(_job(tmp_path / "g", tmp_path / "v2.zarr", shard_size=256))
+    run_ok(_job(tmp_path / "g", tmp_path / "v2.zarr", shard_size=256))
     assert np.array_equal(_levels(tmp_path / "g")[1], ref.downsample(grey))
 
 
@@ -587,7 +582,7 @@ def test_tiff_regions_equal_tifffile(tmp_path: Path, options: dict[str, Any], dt
 def test_grey_rgba_and_16_bit_sources(
     tmp_path: Path, images: dict[str, Path], name: str, mode: str, bits: int
 ) -> None:
-    _run(_job(tmp_path / "s", images[name], shard_size=128, dzi={"format": "png"}))
+    run_ok(_job(tmp_path / "s", images[name], shard_size=128, dzi={"format": "png"}))
     pixels = make_image(W, H, mode, bits)
     levels = ref.pyramid(pixels)
     got = _levels(tmp_path / "s")
@@ -605,7 +600,7 @@ def test_tiny_and_thin_images(tmp_path: Path, width: int, height: int, ome_zarr:
     pixels = make_image(width, height, "RGB", seed=width)
     source = write_pillow(tmp_path / "in.png", pixels)
     params = {"ome_zarr": ome_zarr, "dzi": {"format": "png", "overlap": 1}}
-    outcome = _run(_job(tmp_path / "s", source, shard_size=64, **params))
+    outcome = run_ok(_job(tmp_path / "s", source, shard_size=64, **params))
     levels = ref.pyramid(pixels)
     assert outcome.result is not None
     assert [lv["checksum"] for lv in outcome.result["levels"]] == [
@@ -621,9 +616,9 @@ def test_tiny_and_thin_images(tmp_path: Path, width: int, height: int, ome_zarr:
 
 def test_gamma_correct_zip_jpeg_without_ome_zarr(tmp_path: Path, images: dict[str, Path]) -> None:
     params = {"gamma_correct": True, "dzi": {"format": "jpeg", "quality": 90, "container": "zip"}}
-    _run(_job(tmp_path / "a", images["tiff"], shard_size=128, **params))
-    _run(_job(tmp_path / "b", images["tiff"], shard_size=128, ome_zarr=False, **params))
-    _run(_job(tmp_path / "c", images["tiff"], shards=1, ome_zarr=False, **params))
+    run_ok(_job(tmp_path / "a", images["tiff"], shard_size=128, **params))
+    run_ok(_job(tmp_path / "b", images["tiff"], shard_size=128, ome_zarr=False, **params))
+    run_ok(_job(tmp_path / "c", images["tiff"], shards=1, ome_zarr=False, **params))
     blobs = [(tmp_path / s / "dzi" / "image.zip").read_bytes() for s in "abc"]
     assert blobs[0] == blobs[1] == blobs[2]
     results = [json.loads((tmp_path / s / "result.json").read_text()) for s in "abc"]
@@ -672,7 +667,7 @@ def test_a_resumed_run_with_another_image_is_refused(
 ) -> None:
     source = tmp_path / "img.png"
     shutil.copy(images["png"], source)
-    _run(_job(tmp_path / "s", source, shard_size=256))
+    run_ok(_job(tmp_path / "s", source, shard_size=256))
     write_pillow(source, make_image(W, H + 1, "RGB"))
     job = spec.from_dict(_job(tmp_path / "s", source, shard_size=256))
     with pytest.raises(StoreMismatchError, match=r"params.height: stored 530, this job 531"):
@@ -723,7 +718,7 @@ def test_dask_executor_gives_the_same_result(
     tmp_path: Path, images: dict[str, Path], overlap_runs: dict[str, Path]
 ) -> None:
     params = {"dzi": {"format": "png", "overlap": 1}}
-    _run(_job(tmp_path / "d", images["tiff"], shard_size=128, **params), executor="dask")
+    run_ok(_job(tmp_path / "d", images["tiff"], shard_size=128, **params), executor="dask")
     assert (tmp_path / "d" / "result.json").read_bytes() == (
         overlap_runs["one"] / "result.json"
     ).read_bytes()
@@ -746,7 +741,7 @@ def test_png_tiles_equal_vips_dzsave(
     if overlap:
         ours = overlap_runs["nine"] / "dzi"
     else:
-        _run(_job(tmp_path / "s", images["tiff"], shard_size=256, dzi={"format": "png"}))
+        run_ok(_job(tmp_path / "s", images["tiff"], shard_size=256, dzi={"format": "png"}))
         ours = tmp_path / "s" / "dzi"
     out = tmp_path / "vips" / "image"
     out.parent.mkdir()
@@ -779,7 +774,7 @@ def test_png_tiles_equal_vips_dzsave(
 @pytest.mark.skipif(_vips() is None, reason="vips (libvips-tools) is not installed")
 def test_jpeg_zip_is_laid_out_like_vips_dzsave(tmp_path: Path, images: dict[str, Path]) -> None:
     params = {"dzi": {"format": "jpeg", "quality": 85, "container": "zip", "overlap": 1}}
-    _run(_job(tmp_path / "s", images["tiff"], shard_size=256, **params))
+    run_ok(_job(tmp_path / "s", images["tiff"], shard_size=256, **params))
     subprocess.run(
         [
             "vips",
@@ -829,7 +824,7 @@ def test_pyramid_from_s3_to_s3(
     fs.put_file(str(images["tiff"]), f"{bucket}/in/slide.tif")
     store = f"s3://{bucket}/runs/{container}"
     params = {"dzi": {"format": "jpeg", "container": container}}
-    outcome = _run(_job(store, f"s3://{bucket}/in/slide.tif", shard_size=256, **params))
+    outcome = run_ok(_job(store, f"s3://{bucket}/in/slide.tif", shard_size=256, **params))
     assert outcome.result is not None and outcome.result["params"]["width"] == W
     fs.invalidate_cache()
     if container == "zip":
