@@ -94,8 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", help="override job.store (path, file://, s3://)")
     run.add_argument(
         "--executor",
-        choices=["local", "dask", "batch"],
-        help="where shards run (default: dask, or TESSERA_EXECUTOR); batch: AWS Batch arrays",
+        choices=["auto", "local", "dask", "batch"],
+        help="where shards run (default: TESSERA_EXECUTOR, else auto: local or dask, whichever "
+        "the job's projected seconds make faster); batch: AWS Batch arrays",
     )
     run.add_argument(
         "--queue", help="batch: job queue (default: [batch] queue, TESSERA_BATCH_QUEUE)"

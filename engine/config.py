@@ -15,7 +15,7 @@ from typing import Any
 class Settings:
     """Run settings that do not change the result (so they are not in the job's hash)."""
 
-    executor: str = "dask"  # TESSERA_EXECUTOR: local | dask
+    executor: str = "auto"  # TESSERA_EXECUTOR: auto | local | dask
     scheduler: str | None = None  # DASK_SCHEDULER_ADDRESS (Dask's own variable)
     workers: int | None = None  # TESSERA_WORKERS: LocalCluster worker processes
     faults: str = ""  # TESSERA_FAULTS: scripted faults for tests, see engine/faults.py
@@ -37,7 +37,7 @@ def settings() -> Settings:
         if workers < 1:
             raise ValueError(f"TESSERA_WORKERS={workers} must be >= 1")
     return Settings(
-        executor=os.environ.get("TESSERA_EXECUTOR", "dask").strip() or "dask",
+        executor=os.environ.get("TESSERA_EXECUTOR", "auto").strip() or "auto",
         scheduler=os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None,
         workers=workers,
         faults=os.environ.get("TESSERA_FAULTS", ""),

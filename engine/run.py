@@ -80,6 +80,10 @@ def run_job(
     committed = store.committed()
     todo = pending(job_plan.n_shards, committed)
     collector = _Collector(on_event)
+    resolve = getattr(executor, "resolve", None)  # "auto": local or dask, by the job
+    if resolve is not None:
+        executor, choice = resolve(job, job_plan.layout, store.commit_records(), todo)
+        collector(Message(choice.reason))
     limit = budget_usd if budget_usd is not None else job.budget_usd
     guard = None
     if limit is not None:

@@ -262,6 +262,11 @@ class Kernel(Protocol):
     def shard_memory_bytes(self, params: Any, layout: Layout, shard: int) -> int:
         """Projected peak memory of one shard, for plan-time checks."""
 
+    # Optional: ``projected_seconds(params, layout, shard) -> float | None``, the seconds
+    # ``shard`` takes on one core, roughly (from the kernel's measured rate); with it, a run
+    # without ``--executor`` chooses between this process and a Dask cluster by the job's
+    # projected seconds (``tessera.engine.choose``). ``None``, or no method: by shard count.
+    #
     # Optional: ``reduce_prefix(params, seed, layout, arrays, shards, io=None) -> dict``, the
     # answer of the first ``shards`` shards of the last stage alone, with the keys of
     # ``reduce`` (``products.<name>.stderr``, or ``stderr``). A job may set

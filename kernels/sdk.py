@@ -211,6 +211,16 @@ class Kernel:
     Params: ClassVar[type]
     name: str = ""
     work_unit: str = "items"
+    # Work units one core does per second, roughly: with it, tessera projects a job's seconds
+    # and runs a short job in-process rather than on a Dask cluster (tessera.engine.choose).
+    work_per_second: ClassVar[float | None] = None
+
+    def projected_seconds(self, params: Any, layout: Layout, shard: int) -> float | None:
+        """Seconds ``shard`` takes on one core: its work over ``work_per_second``; ``None``
+        (no projection) without it."""
+        if not self.work_per_second:
+            return None
+        return layout.shard_work[shard] / self.work_per_second
 
     def parse_params(self, raw: Mapping[str, Any]) -> Any:
         """``Params`` validated from ``raw`` (see ``parse_dataclass``)."""

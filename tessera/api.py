@@ -60,9 +60,12 @@ def run(
     are kept.
 
     ``executor``: ``"dask"`` (a LocalCluster sized to the machine, or the cluster at
-    ``scheduler``), ``"local"`` (in-process, one shard after another), or an object with a
-    ``name`` and a ``run(job, shards, on_event, admit)`` method; default ``TESSERA_EXECUTOR``,
-    else ``"dask"``. ``workers`` and ``gpu_workers`` size the LocalCluster; ``scheduler``
+    ``scheduler``), ``"local"`` (in-process, one shard after another), ``"auto"`` (whichever
+    of the two the job's projected seconds make faster, see ``tessera.engine.choose``), or an
+    object with a ``name`` and a ``run(job, shards, on_event, admit)`` method; default
+    ``TESSERA_EXECUTOR``, else ``"auto"`` (``"dask"`` when ``scheduler``, ``workers``,
+    ``gpu_workers`` or ``upload_kernel`` is given, or ``DASK_SCHEDULER_ADDRESS`` is set).
+    ``workers`` and ``gpu_workers`` size the LocalCluster; ``scheduler``
     (default ``DASK_SCHEDULER_ADDRESS``) names a running Dask scheduler, and
     ``upload_kernel`` ships a single-module kernel to its workers. ``progress``: ``True`` for
     a bar on a terminal (a widget in Jupyter) or log lines otherwise, ``False`` for none, and
@@ -101,9 +104,14 @@ def run(
     env = settings()
     if executor is None or isinstance(executor, str):
         name = executor or env.executor
+        if name == "auto" and (scheduler or env.scheduler or workers or gpu_workers):
+            name = "dask"  # a named cluster, or one sized by the caller
+        if name == "auto" and upload_kernel:
+            name = "dask"
         if name == "dask" and (scheduler or env.scheduler):
             reach.check_scheduler(scheduler or env.scheduler or "")
         on_dask = name == "dask"  # the environment's defaults apply where they mean something
+        sized = name in ("dask", "auto")
         given: dict[str, object] = {
             "--scheduler": scheduler,
             "--workers": workers,
@@ -116,7 +124,7 @@ def run(
         chosen = executors.create(
             name,
             scheduler=scheduler or (env.scheduler if on_dask else None),
-            workers=workers or (env.workers if on_dask else None),
+            workers=workers or (env.workers if sized else None),
             gpu_workers=gpu_workers,
             upload_kernel=upload_kernel,
         )

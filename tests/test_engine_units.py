@@ -84,7 +84,7 @@ def test_s3_endpoint_comes_from_the_standard_variables(monkeypatch: pytest.Monke
 
 
 def test_unknown_executor_names_the_choices() -> None:
-    expected = r"unknown executor 'ray'; expected one of \['batch', 'dask', 'local'\]"
+    expected = r"unknown executor 'ray'; expected one of \['auto', 'batch', 'dask', 'local'\]"
     with pytest.raises(ValueError, match=expected):
         create("ray")
 

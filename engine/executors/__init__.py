@@ -14,6 +14,8 @@ from tessera.engine.spec import Job
 _EXECUTORS: dict[str, str] = {
     "local": "tessera.engine.executors.local:LocalExecutor",
     "dask": "tessera.engine.executors.dask:DaskExecutor",
+    # local or dask, chosen by the job's projected seconds (tessera.engine.choose)
+    "auto": "tessera.engine.choose:AutoExecutor",
     # AWS Batch; its job queue and definition come from TESSERA_BATCH_QUEUE / _DEFINITION
     "batch": "tessera.engine.executors.batch:BatchExecutor",
 }
@@ -75,6 +77,8 @@ def create(
             gpu_workers=gpu_workers,
             upload_kernel=upload_kernel,
         )
+    elif name == "auto":
+        executor = cls(workers=workers)
     else:
         executor = cls()
     return executor

@@ -77,6 +77,11 @@ from tessera.kernels.validate import shown
 DIGESTS = "tile_crc32"
 HANDOFF = "pyramid_handoff"  # the last shard level by shard, when no OME-Zarr image is written
 GROUP = "image"
+# One core's rough rates, for choosing the executor only (tessera.engine.choose): OME-Zarr
+# levels in samples (pixels x channels) per second, DZI tiles in level-0 pixels per second
+# (benchmarks/executor_choice.py --rates)
+OME_ZARR_SAMPLES_PER_SECOND = 1e8
+DZI_PIXELS_PER_SECOND = 1e8
 PARTS = "dzi/_parts"
 DESCRIPTOR = f"dzi/{dzi.NAME}.dzi"
 ZIP = f"dzi/{dzi.NAME}.zip"
@@ -667,6 +672,16 @@ class PyramidKernel:
             "outputs": _outputs(params),
             "next": _next_steps(params),
         }
+
+    def projected_seconds(self, params: Params, layout: Layout, shard: int) -> float:
+        """Seconds ``shard`` takes on one core, roughly: its level-0 pixels at the measured
+        rates of each output (``OME_ZARR_SAMPLES_PER_SECOND`` per channel, then
+        ``DZI_PIXELS_PER_SECOND``)."""
+        assert params.channels is not None
+        per_pixel = params.channels / OME_ZARR_SAMPLES_PER_SECOND if params.ome_zarr else 0.0
+        if params.dzi is not None:
+            per_pixel += 1.0 / DZI_PIXELS_PER_SECOND
+        return layout.shard_work[shard] * per_pixel
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard: its region (with margin) three times over (the

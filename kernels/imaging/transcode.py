@@ -52,6 +52,9 @@ ARRAY_BYTES = "bytes"
 ARRAY_SHA = "sha256"
 ARRAY_INPUT_SHA = "input_sha256"
 DEFAULT_SHARD_FILES = 64  # files per shard when the job names neither shards nor shard_size
+# input pixels one core decodes, resizes and encodes per second, roughly; for choosing the
+# executor only (tessera.engine.choose; benchmarks/executor_choice.py --rates)
+PIXELS_PER_SECOND = 1.5e7
 HEADER_THREADS = 16  # concurrent header reads in prepare (S3 latency, not CPU, is the limit)
 FAILED = -1
 
@@ -330,6 +333,13 @@ class TranscodeKernel:
             "output_bytes": int(sizes[ok].sum()),
             "sha256": hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest(),
         }
+
+    def projected_seconds(self, params: Params, layout: Layout, shard: int) -> float:
+        """Seconds ``shard`` takes on one core, roughly: its files' input pixels (from their
+        headers) at ``PIXELS_PER_SECOND``."""
+        start, stop = layout.region(shard)[ARRAY_BYTES]
+        pixels = sum(w * h for w, h, _ in params.header_list[start:stop] if w and h)
+        return pixels / PIXELS_PER_SECOND
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of the shard's largest image (files are transcoded one at a

@@ -105,6 +105,7 @@ class BasketPhiloxKernel(BlockKernel):
         ("count",) + tuple(f"{p}.{m}" for p in PRODUCT_ORDER for m in ("sum", "sumsq")) + ("cross",)
     )
     count_column = "count"
+    work_per_second = 4e8  # asset-path-steps a core does per second, roughly (as heston's)
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key (down to the list entry)."""

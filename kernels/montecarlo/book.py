@@ -49,6 +49,9 @@ from tessera.kernels.rng import seed_key
 ARRAY = "trade_sums"
 SLOT_NAMES = ("price", "delta", "gamma", "vega", "rho")
 DEFAULT_SHARD_WORK = 2**28  # path-steps plus trade evaluations per shard
+# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
+# for choosing the executor only (tessera.engine.choose), never for a result
+WORK_PER_SECOND = 4e7
 NODE_TOL = 1e-9  # a maturity this close (years) to a uniform node is that node
 
 
@@ -345,6 +348,10 @@ class BookKernel:
             "paths": params.paths,
             "underlyings": [u.name for u in params.underlyings],
         }
+
+    def projected_seconds(self, params: Params, layout: Layout, shard: int) -> float:
+        """Seconds ``shard`` takes on one core, roughly: its work at ``WORK_PER_SECOND``."""
+        return layout.shard_work[shard] / WORK_PER_SECOND
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard: its rows twice (the result and the copy the store

@@ -56,6 +56,9 @@ GREEK_ARRAY = "greek_sums"  # present only when the job asks for greeks
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Default shard size: about 2**30 path-steps (1-2 s of one core at the measured throughput).
 DEFAULT_SHARD_WORK = 2**30
+# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
+# for choosing the executor only (tessera.engine.choose), never for a result
+WORK_PER_SECOND = 4e8
 # Per block in flight: 8 lane-state arrays, 8 scratch rows (z), 11 accumulators, LANES wide.
 _LANE_STATE_BYTES = (8 + 8 + 11) * LANES * 8
 # With greeks also: the Greek accumulators, four extra sums per path set, Q and z_1, per lane.
@@ -399,6 +402,12 @@ class GbmKernel:
                 )
                 greeks[greek] = {"value": value, "stderr": se}
             products[name]["greeks"] = greeks
+
+    def projected_seconds(self, params: Params, layout: Layout, shard: int) -> float:
+        """Seconds ``shard`` takes on one core, roughly: its path-steps at the job's sampler's
+        measured rate (``WORK_PER_SECOND`` here, in :mod:`qmc_gbm` and :mod:`lsm_gbm`)."""
+        rate = getattr(_variant(params), "WORK_PER_SECOND", WORK_PER_SECOND)
+        return layout.shard_work[shard] / rate
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard beyond the interpreter and compiled code: the lane

@@ -145,6 +145,9 @@ class HestonPhiloxKernel(BlockKernel):
         f"{p}.{e}.{m}" for p in PRODUCT_ORDER for e in ESTIMATORS for m in ("sum", "sumsq")
     )
     count_column = "count"
+    # path-steps one core does per second, roughly: 1e8 for one product without Greeks, 4e7
+    # with every product and three Greeks (benchmarks/executor_choice.py --rates)
+    work_per_second = 6e7
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key on bad input."""

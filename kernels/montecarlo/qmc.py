@@ -252,6 +252,13 @@ class SobolSwitch(BlockKernel):
             return variant.reduce_prefix(params, seed, layout, arrays, shards, io)
         return super().reduce_prefix(params, seed, layout, arrays, shards, io)
 
+    def projected_seconds(self, params: Any, layout: Layout, shard: int) -> float | None:
+        """The shard's work at the Sobol module's ``WORK_PER_SECOND``, or the Philox
+        kernel's."""
+        if (variant := self._sobol(params)) is not None:
+            return layout.shard_work[shard] / variant.WORK_PER_SECOND
+        return super().projected_seconds(params, layout, shard)
+
     def shard_memory_bytes(self, params: Any, layout: Layout, shard: int) -> int:
         """The job's sampler's ``shard_memory_bytes``."""
         if (variant := self._sobol(params)) is not None:
