@@ -33,12 +33,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tessera.engine import cost
+from tessera.engine.budget import usage_of
 from tessera.engine.spec import Job
 from tessera.kernels.base import Layout
 
-# What a local Dask cluster adds to a run, in seconds: the wall time of a 4-shard job of
-# 0.1 s of compute on 2 workers, less the same job in this process (both with Numba's cache
-# warm): benchmarks/executor_choice.py measures it.
+# What a local Dask cluster adds to a run, in seconds: a 4-shard job of 0.1 s of compute took
+# 3.0-3.9 s with `tessera run --executor local` and 10.2-11.7 s with `--executor dask` on a
+# 2-core machine (whole processes, Numba's cache warm; README, "How the default executor is
+# chosen"). 5 s is that difference, rounded down for a machine that was busy then.
 DASK_START_S = 5.0
 
 
@@ -52,11 +55,9 @@ class Choice:
 
 
 def cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+    """The machine's cores: how many workers a LocalCluster gets when none are named (the Dask
+    executor calls this too, so the choice counts the workers the cluster will have)."""
+    return os.cpu_count() or 1
 
 
 def projected_seconds(
@@ -67,14 +68,13 @@ def projected_seconds(
 ) -> tuple[list[float], str] | None:
     """Each pending shard's projected seconds in this process, and where they came from; ``None``
     when neither the store's commit records nor the kernel give a figure."""
-    timed = [(float(r.get("seconds", 0.0)), int(r.get("work", layout.shard_work[i])))
-             for i, r in records.items() if 0 <= i < layout.n_shards]  # fmt: skip
-    seconds, work = sum(s for s, _ in timed), sum(w for _, w in timed)
-    if seconds > 0 and work > 0:
-        per_unit = seconds / work
-        n = len(timed)
+    done = [(usage_of(job, r), int(r.get("work", layout.shard_work[i])))
+            for i, r in records.items() if 0 <= i < layout.n_shards]  # fmt: skip
+    if sum(u.seconds for u, _ in done) > 0 and sum(w for _, w in done) > 0:
+        usages = cost.project(done, [layout.shard_work[i] for i in pending])[len(done) :]
+        n = len(done)
         source = f"scaled from {n} committed shard{'s' if n != 1 else ''} of this job"
-        return [layout.shard_work[i] * per_unit for i in pending], source
+        return [u.seconds for u in usages], source
     kernel_figure = getattr(job.kernel, "projected_seconds", None)
     if kernel_figure is None:
         return None

@@ -81,15 +81,15 @@ def run_job(
     todo = pending(job_plan.n_shards, committed)
     collector = _Collector(on_event)
     resolve = getattr(executor, "resolve", None)  # "auto": local or dask, by the job
-    if resolve is not None:
-        executor, choice = resolve(job, job_plan.layout, store.commit_records(), todo)
-        collector(Message(choice.reason))
     limit = budget_usd if budget_usd is not None else job.budget_usd
+    # read once for both (on S3, one GET per committed shard)
+    records = store.commit_records() if resolve is not None or limit is not None else {}
+    if resolve is not None:
+        executor, choice = resolve(job, job_plan.layout, records, todo)
+        collector(Message(choice.reason))
     guard = None
     if limit is not None:
-        guard = Budget(
-            job, limit, job_plan.layout.shard_work, store.commit_records(), catalogue, price_basis
-        )
+        guard = Budget(job, limit, job_plan.layout.shard_work, records, catalogue, price_basis)
         collector.also(guard)
     collector(RunStarted(job.name, job_plan.n_shards, len(todo), executor.name, job_plan.work_unit))
     started = time.perf_counter()

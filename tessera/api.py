@@ -104,10 +104,9 @@ def run(
     env = settings()
     if executor is None or isinstance(executor, str):
         name = executor or env.executor
-        if name == "auto" and (scheduler or env.scheduler or workers or gpu_workers):
-            name = "dask"  # a named cluster, or one sized by the caller
-        if name == "auto" and upload_kernel:
-            name = "dask"
+        cluster_named = scheduler or env.scheduler or workers or gpu_workers or upload_kernel
+        if name == "auto" and cluster_named:
+            name = "dask"  # a named cluster, one sized by the caller, or a kernel to ship to it
         if name == "dask" and (scheduler or env.scheduler):
             reach.check_scheduler(scheduler or env.scheduler or "")
         on_dask = name == "dask"  # the environment's defaults apply where they mean something

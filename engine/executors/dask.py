@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from tessera.engine import choose
 from tessera.engine.errors import ExecutorError
 from tessera.engine.events import Listener, Message, ShardFailed
 from tessera.engine.spec import Job
@@ -339,7 +340,7 @@ class DaskExecutor:
                 raise ExecutorError(
                     f"cannot reach the Dask scheduler at {self.scheduler}: {exc}{hint}"
                 ) from None
-        workers = self.workers or os.cpu_count() or 1
+        workers = self.workers or choose.cores()
         with _children_ignore_sigint():
             cluster = LocalCluster(
                 n_workers=workers,

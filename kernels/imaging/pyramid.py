@@ -77,9 +77,9 @@ from tessera.kernels.validate import shown
 DIGESTS = "tile_crc32"
 HANDOFF = "pyramid_handoff"  # the last shard level by shard, when no OME-Zarr image is written
 GROUP = "image"
-# One core's rough rates, for choosing the executor only (tessera.engine.choose): OME-Zarr
-# levels in samples (pixels x channels) per second, DZI tiles in level-0 pixels per second
-# (benchmarks/executor_choice.py --rates)
+# Rough in-process rates (an 8192^2 RGB TIFF, --executor local, 2 cores), for choosing the
+# executor only (tessera.engine.choose): OME-Zarr levels in samples (pixels x channels) per
+# second, DZI tiles in level-0 pixels per second
 OME_ZARR_SAMPLES_PER_SECOND = 1e8
 DZI_PIXELS_PER_SECOND = 1e8
 PARTS = "dzi/_parts"

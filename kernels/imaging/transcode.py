@@ -52,8 +52,8 @@ ARRAY_BYTES = "bytes"
 ARRAY_SHA = "sha256"
 ARRAY_INPUT_SHA = "input_sha256"
 DEFAULT_SHARD_FILES = 64  # files per shard when the job names neither shards nor shard_size
-# input pixels one core decodes, resizes and encodes per second, roughly; for choosing the
-# executor only (tessera.engine.choose; benchmarks/executor_choice.py --rates)
+# input pixels decoded, resized and encoded per second in-process, roughly (1536x1024 PNGs to
+# WebP, --executor local, 2 cores); for choosing the executor only (tessera.engine.choose)
 PIXELS_PER_SECOND = 1.5e7
 HEADER_THREADS = 16  # concurrent header reads in prepare (S3 latency, not CPU, is the limit)
 FAILED = -1

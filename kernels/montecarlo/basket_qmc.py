@@ -37,7 +37,7 @@ from tessera.kernels.montecarlo.sobol import advance, bridge, normals, point
 ARRAY = qmc.ARRAY
 # An asset-path-step of a Sobol basket: an inverse normal, a bridge step and a row of L z.
 DEFAULT_QMC_SHARD_WORK = 2**27
-# asset-path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
+# asset-path-steps per second in-process, roughly (one shard, --executor local, 2 cores);
 # for choosing the executor only (tessera.engine.choose), never for a result
 WORK_PER_SECOND = 8e7
 _N_ACC = N_STATS - 1

@@ -49,8 +49,8 @@ from tessera.kernels.rng import seed_key
 ARRAY = "trade_sums"
 SLOT_NAMES = ("price", "delta", "gamma", "vega", "rho")
 DEFAULT_SHARD_WORK = 2**28  # path-steps plus trade evaluations per shard
-# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
-# for choosing the executor only (tessera.engine.choose), never for a result
+# path-steps per second in-process, roughly (one shard, --executor local, 2 cores); for
+# choosing the executor only (tessera.engine.choose), never for a result
 WORK_PER_SECOND = 4e7
 NODE_TOL = 1e-9  # a maturity this close (years) to a uniform node is that node
 

@@ -56,8 +56,8 @@ GREEK_ARRAY = "greek_sums"  # present only when the job asks for greeks
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Default shard size: about 2**30 path-steps (1-2 s of one core at the measured throughput).
 DEFAULT_SHARD_WORK = 2**30
-# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
-# for choosing the executor only (tessera.engine.choose), never for a result
+# path-steps per second in-process, roughly (one shard, --executor local, 2 cores); for
+# choosing the executor only (tessera.engine.choose), never for a result
 WORK_PER_SECOND = 4e8
 # Per block in flight: 8 lane-state arrays, 8 scratch rows (z), 11 accumulators, LANES wide.
 _LANE_STATE_BYTES = (8 + 8 + 11) * LANES * 8

@@ -146,7 +146,7 @@ class HestonPhiloxKernel(BlockKernel):
     )
     count_column = "count"
     # path-steps one core does per second, roughly: 1e8 for one product without Greeks, 4e7
-    # with every product and three Greeks (benchmarks/executor_choice.py --rates)
+    # with every product and three Greeks (one shard, --executor local, 2 cores)
     work_per_second = 6e7
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:

@@ -47,8 +47,8 @@ from tessera.kernels.montecarlo.sobol import advance, bridge, normals, point, to
 ARRAY = qmc.ARRAY
 # A Sobol Heston path-step: two inverse normals and a branching QE step per scenario.
 DEFAULT_QMC_SHARD_WORK = 2**26
-# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
-# for choosing the executor only (tessera.engine.choose), never for a result
+# path-steps per second in-process, roughly (one shard, --executor local, 2 cores); for
+# choosing the executor only (tessera.engine.choose), never for a result
 WORK_PER_SECOND = 2.5e7
 
 

@@ -75,8 +75,8 @@ STAGES = ("calibrate", "price")
 # The pricing loop does several times the European kernel's work per path-step (an exp and a
 # fitted polynomial at every exercise date): a quarter of its default shard size.
 DEFAULT_PRICE_SHARD_WORK = DEFAULT_SHARD_WORK // 4
-# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
-# for choosing the executor only (tessera.engine.choose), never for a result
+# path-steps per second in-process, roughly (one shard, --executor local, 2 cores); for
+# choosing the executor only (tessera.engine.choose), never for a result
 WORK_PER_SECOND = 3e7
 # Per pricing block in flight: z (4), x (2), S (1), value and alive (2 x 2 x n_lsm), 10 sums.
 _LANE_ROWS = 4 + 2 + 1 + 10

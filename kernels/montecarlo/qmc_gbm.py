@@ -40,8 +40,8 @@ ARRAY = qmc.ARRAY
 # A Sobol path-step costs about seven Philox ones (an inverse normal per coordinate, the bridge,
 # no SIMD lanes): an eighth of the Philox kernel's default shard size keeps shards at 1-2 s.
 DEFAULT_QMC_SHARD_WORK = DEFAULT_SHARD_WORK // 8
-# path-steps one core does per second, roughly (benchmarks/executor_choice.py --rates);
-# for choosing the executor only (tessera.engine.choose), never for a result
+# path-steps per second in-process, roughly (one shard, --executor local, 2 cores); for
+# choosing the executor only (tessera.engine.choose), never for a result
 WORK_PER_SECOND = 1.2e8
 
 
