@@ -65,6 +65,7 @@ JOB = {
 
 
 ARRAY_CHILDREN = 8
+ARRAY_TIMEOUT_S = 900
 ARRAY_JOB = {
     "job": {"name": "array-8", "kernel": "montecarlo.gbm", "store": ""}
     | {"shards": ARRAY_CHILDREN, "seed": 3, "timeout_s": 1200},
@@ -153,6 +154,17 @@ def first_commit(engine: DockerEngine, image: str, cold: bool) -> float:
         return seconds
 
 
+def progress(jobs: dict[str, Any], ids: dict[str, Any]) -> str:
+    """'RUNNING=3 SUCCEEDED=5; reduce PENDING' from described jobs by id."""
+    counts: dict[str, int] = {}
+    for job_id in ids["arrays"]:
+        summary = jobs.get(job_id, {}).get("arrayProperties", {}).get("statusSummary", {})
+        for state, n in summary.items():
+            counts[state] = counts.get(state, 0) + n
+    states = " ".join(f"{state}={n}" for state, n in counts.items() if n)
+    return f"{states}; reduce {jobs.get(ids['reduce'], {}).get('status', '?')}"
+
+
 def array_vs_local(engine: DockerEngine, image: str) -> dict[str, Any]:
     """The 8-child array through moto's Batch in containers, then ``tessera batch local`` at
     the parallelism the containers had (the most running at once, sampled every 0.2 s), both
@@ -169,16 +181,27 @@ def array_vs_local(engine: DockerEngine, image: str) -> dict[str, Any]:
             client = moto.client()
             t0 = time.monotonic()
             ids = batch_docker.submit(env, path, "array-8", queue)
-            most = 0
+            # moto's array parent turns SUCCEEDED only when it is described (its children's
+            # states are summed in describe_jobs), and the reduce job waits on the parent: so
+            # describe the parents as `tessera batch status` does, not the reduce job alone
+            watched = [*ids["arrays"], ids["reduce"]]
+            most, seen, deadline = 0, "", t0 + ARRAY_TIMEOUT_S
             while True:
                 most = max(most, len(batch_docker.running_children(engine, image)))
-                jobs = client.describe_jobs(jobs=[ids["reduce"]])["jobs"]
-                if jobs and jobs[0]["status"] in ("SUCCEEDED", "FAILED"):
+                jobs = {j["jobId"]: j for j in client.describe_jobs(jobs=watched)["jobs"]}
+                reduce = jobs.get(ids["reduce"], {})
+                line = progress(jobs, ids)
+                if line != seen:
+                    print(f"  {time.monotonic() - t0:6.1f} s  {line}", file=sys.stderr)
+                    seen = line
+                if reduce.get("status") in ("SUCCEEDED", "FAILED"):
                     break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the array did not finish in {ARRAY_TIMEOUT_S} s: {line}")
                 time.sleep(0.2)
             moto_s = time.monotonic() - t0
-            if jobs[0]["status"] != "SUCCEEDED":
-                raise RuntimeError(f"the reduce job ended {jobs[0]['status']}")
+            if reduce["status"] != "SUCCEEDED":
+                raise RuntimeError(f"the reduce job ended {reduce['status']}: {line}")
         local_path = write_job(work / "local.toml", ARRAY_JOB)
         t0 = time.monotonic()
         proc = subprocess.run(
