@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
+from tessera.engine.batch import status  # noqa: E402
 from tests import batch_docker  # noqa: E402
 from tests.docker_engine import (  # noqa: E402
     CLIENT,
@@ -155,14 +156,12 @@ def first_commit(engine: DockerEngine, image: str, cold: bool) -> float:
 
 
 def progress(jobs: dict[str, Any], ids: dict[str, Any]) -> str:
-    """'RUNNING=3 SUCCEEDED=5; reduce PENDING' from described jobs by id."""
-    counts: dict[str, int] = {}
-    for job_id in ids["arrays"]:
-        summary = jobs.get(job_id, {}).get("arrayProperties", {}).get("statusSummary", {})
-        for state, n in summary.items():
-            counts[state] = counts.get(state, 0) + n
-    states = " ".join(f"{state}={n}" for state, n in counts.items() if n)
-    return f"{states}; reduce {jobs.get(ids['reduce'], {}).get('status', '?')}"
+    """The children's bar as ``tessera batch status`` draws it, and the reduce job's state,
+    from described jobs by id."""
+    parents = [status.summary_of(jobs.get(job_id, {})) for job_id in ids["arrays"]]
+    total = sum(size or 0 for size, _ in parents)
+    counts = {state: sum(summary[state] for _, summary in parents) for state in status.STATES}
+    return f"{status.bar(counts, total)}; reduce {jobs.get(ids['reduce'], {}).get('status', '?')}"
 
 
 def array_vs_local(engine: DockerEngine, image: str) -> dict[str, Any]:
