@@ -16,7 +16,11 @@ The seconds come from, in this order:
    scaled to the pending shards' work, as the budget projects (``tessera.engine.budget``);
 2. the kernel's ``projected_seconds(params, layout, shard)``, a rough figure from the
    kernel's rate measured in-process on a 2-core machine (the built-in kernels have one).
-   A kernel whose Numba code uses every core in-process is faster under ``local`` than this
+   A kernel that says ``uses_every_core`` (``imaging.transcode``: a thread pool per shard)
+   projects a shard's seconds in this process on every core, and a Dask worker, one thread,
+   takes ``cores`` times as long: a local cluster never wins back its start, and such a
+   kernel runs in this process. For the other kernels a
+   shard's Numba code that uses every core in-process is faster under ``local`` than this
    model says, so the choice leans to ``dask`` for long jobs (the default before ``auto``);
 3. neither: the shard count alone decides (``dask`` for two or more pending shards where
    there are two or more cores).
@@ -110,7 +114,8 @@ def choose(
         )
     seconds, source = projection
     serial = sum(seconds)
-    spread = max(serial / parallel, max(seconds))
+    slower = cores() if getattr(job.kernel, "uses_every_core", False) else 1  # a worker's thread
+    spread = max(serial * slower / parallel, max(seconds) * slower)
     on_dask = DASK_START_S + spread
     numbers = (
         f"{len(pending)} pending shards projected at {serial:.3g} s in this process ({source}); "

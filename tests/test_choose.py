@@ -44,6 +44,19 @@ def test_a_long_job_goes_to_dask_and_one_shard_or_core_stays_local(tmp_path: Pat
     assert one_shard.name == "local" and "only 1 pending shard" in one_shard.reason
 
 
+def test_a_kernel_that_uses_every_core_in_process_stays_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _job(tmp_path / "s", 2**26, 8)  # the long job above, which goes to dask
+    layout = plan(job).layout
+    monkeypatch.setattr(type(job.kernel), "uses_every_core", True, raising=False)
+    monkeypatch.setattr(choose, "cores", lambda: 2)
+    c = choose.choose(job, layout, {}, range(8), workers=2)
+    # a one-thread worker takes twice the in-process seconds: 5 s + the same seconds
+    assert c.name == "local" and c.projected_s is not None
+    assert f"5 s to start + {c.projected_s:.3g} s" in c.reason
+
+
 def test_committed_shards_of_the_job_override_the_kernel_rate(tmp_path: Path) -> None:
     job = _job(tmp_path / "s", 2**16, 4)
     layout = plan(job).layout

