@@ -34,8 +34,7 @@ bench: $(STAMP) ensure-vips
 ensure-vips:
 	@if command -v vips >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends libvips-tools; } \
+	  .ci/apt-install libvips-tools \
 	  || echo "warning: could not install libvips-tools; the vips baseline will be skipped"; \
 	else echo "libvips-tools not installed: the vips baseline will be skipped"; fi
 
@@ -45,8 +44,7 @@ ensure-vips:
 ensure-docker:
 	@if command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends docker.io debootstrap; } \
+	  .ci/apt-install docker.io debootstrap \
 	  || echo "warning: could not install docker.io; the container tests will be skipped"; \
 	else echo "docker.io not installed: the container tests will be skipped"; fi
 
@@ -82,9 +80,7 @@ OSD_DIR     := .cache/openseadragon
 ensure-chromium:
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
-	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    $$SUDO apt-get install -y -qq --no-install-recommends chromium; } \
+	  .ci/apt-install chromium \
 	  || echo "warning: could not install chromium; the viewer test will be skipped"; \
 	else echo "apt-get not found: chromium not installed; the viewer test will be skipped"; fi
 
