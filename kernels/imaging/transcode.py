@@ -56,9 +56,10 @@ ARRAY_BYTES = "bytes"
 ARRAY_SHA = "sha256"
 ARRAY_INPUT_SHA = "input_sha256"
 DEFAULT_SHARD_FILES = 64  # files per shard when the job names neither shards nor shard_size
-# input pixels decoded, resized and encoded per second in-process, roughly (1536x1024 PNGs to
-# WebP, --executor local, 2 cores); for choosing the executor only (tessera.engine.choose)
-PIXELS_PER_SECOND = 1.5e7
+# input pixels decoded, resized and encoded per second in-process by a shard's pool on 2 cores,
+# roughly (1536x1024 PNGs to WebP: 189 MP in 4.1 s, benchmarks/transcode.py less the process's
+# start); for choosing the executor (tessera.engine.choose) and the budget's projections only
+PIXELS_PER_SECOND = 4.5e7
 HEADER_THREADS = 16  # concurrent header reads in prepare (S3 latency, not CPU, is the limit)
 FAILED = -1
 
@@ -314,8 +315,8 @@ class TranscodeKernel:
         }
 
     def projected_seconds(self, params: Params, layout: Layout, shard: int) -> float:
-        """Seconds ``shard`` takes on one core, roughly: its files' input pixels (from their
-        headers) at ``PIXELS_PER_SECOND``."""
+        """Seconds ``shard`` takes in this process (its pool on every core), roughly: its
+        files' input pixels (from their headers) at ``PIXELS_PER_SECOND``."""
         start, stop = layout.region(shard)[ARRAY_BYTES]
         pixels = sum(w * h for w, h, _ in params.header_list[start:stop] if w and h)
         return pixels / PIXELS_PER_SECOND
