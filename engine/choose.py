@@ -16,12 +16,13 @@ The seconds come from, in this order:
    scaled to the pending shards' work, as the budget projects (``tessera.engine.budget``);
 2. the kernel's ``projected_seconds(params, layout, shard)``, a rough figure from the
    kernel's rate measured in-process on a 2-core machine (the built-in kernels have one).
-   A kernel that says ``uses_every_core`` (``imaging.transcode``: a thread pool per shard)
-   projects a shard's seconds in this process on every core, and a Dask worker, one thread,
-   takes ``cores`` times as long: a local cluster never wins back its start, and such a
-   kernel runs in this process. For the other kernels a
-   shard's Numba code that uses every core in-process is faster under ``local`` than this
-   model says, so the choice leans to ``dask`` for long jobs (the default before ``auto``);
+   A kernel that says ``uses_every_core`` (every built-in kernel: Numba's threads or a pool
+   run one shard on all of this process's cores) takes ``cores`` times as long for a shard on
+   a one-thread Dask worker as here, so on one machine a local cluster never wins back its
+   start, and such a job runs in this process (measured: a 9 s gbm job of 8 shards took 9.0 s
+   with ``--executor local`` and 11.0 s with ``--executor dask``; README, "How the default
+   executor is chosen"). A kernel without it (an SDK kernel) is taken to use one core a
+   shard wherever it runs;
 3. neither: the shard count alone decides (``dask`` for two or more pending shards where
    there are two or more cores).
 
@@ -42,10 +43,10 @@ from tessera.engine.budget import usage_of
 from tessera.engine.spec import Job
 from tessera.kernels.base import Layout
 
-# What a local Dask cluster adds to a run, in seconds: a 4-shard job of 0.1 s of compute took
-# 3.0-3.9 s with `tessera run --executor local` and 10.2-11.7 s with `--executor dask` on a
-# 2-core machine (whole processes, Numba's cache warm; README, "How the default executor is
-# chosen"). 5 s is that difference, rounded down for a machine that was busy then.
+# What a local Dask cluster adds to a run, in seconds, as whole processes on 2 cores with Numba's
+# cache warm: a 4-shard gbm job of about 0.1 s took 0.9-1.1 s with `tessera run --executor local`
+# and 2.9-3.0 s with `--executor dask` (benchmarks/executor_choice.py, one machine), and
+# 3.0-3.9 s against 10.2-11.7 s on an earlier one. 5 s lies between: what a busy machine adds.
 DASK_START_S = 5.0
 
 
@@ -117,9 +118,11 @@ def choose(
     slower = cores() if getattr(job.kernel, "uses_every_core", False) else 1  # a worker's thread
     spread = max(serial * slower / parallel, max(seconds) * slower)
     on_dask = DASK_START_S + spread
+    threads = f", one thread a worker against {slower} here" if slower > 1 else ""
     numbers = (
         f"{len(pending)} pending shards projected at {serial:.3g} s in this process ({source}); "
-        f"a {parallel}-worker cluster: about {DASK_START_S:g} s to start + {spread:.3g} s"
+        f"a {parallel}-worker cluster{threads}: about {DASK_START_S:g} s to start + "
+        f"{spread:.3g} s"
     )
     if on_dask < serial:
         return Choice("dask", f"executor: dask ({numbers}; {override})", serial)

@@ -266,10 +266,10 @@ class Kernel(Protocol):
     # ``shard`` takes on one core, roughly (from the kernel's measured rate); with it, a run
     # without ``--executor`` chooses between this process and a Dask cluster by the job's
     # projected seconds (``tessera.engine.choose``). ``None``, or no method: by shard count.
-    # A kernel that spreads one shard over every core of its process itself (a thread pool, as
-    # ``imaging.transcode``) sets ``uses_every_core = True``: its ``projected_seconds`` are
-    # then the shard's seconds in this process, and a one-thread Dask worker takes ``cores``
-    # times as long.
+    # A kernel that spreads one shard over every core of its process itself (Numba's threads,
+    # or a thread pool as ``imaging.transcode``'s) sets ``uses_every_core = True``: a one-thread
+    # Dask worker then takes ``cores`` times as long for a shard as this process, and the
+    # default executor runs it here.
     #
     # Optional: ``reduce_prefix(params, seed, layout, arrays, shards, io=None) -> dict``, the
     # answer of the first ``shards`` shards of the last stage alone, with the keys of

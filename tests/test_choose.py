@@ -34,9 +34,12 @@ def test_a_short_job_runs_in_process_and_says_why(tmp_path: Path) -> None:
     assert "montecarlo.gbm's projected rate" in c.reason and "--executor dask or local" in c.reason
 
 
-def test_a_long_job_goes_to_dask_and_one_shard_or_core_stays_local(tmp_path: Path) -> None:
+def test_a_long_job_of_a_kernel_on_one_thread_goes_to_dask_and_one_shard_or_core_stays_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = _job(tmp_path / "s", 2**26, 8)  # 4.3e9 path-steps, about 11 s on one core
     layout = plan(job).layout
+    monkeypatch.setattr(type(job.kernel), "uses_every_core", False)  # as an SDK kernel
     assert choose.choose(job, layout, {}, range(8), workers=2).name == "dask"
     one_core = choose.choose(job, layout, {}, range(8), workers=1)
     assert one_core.name == "local" and "only 1 core" in one_core.reason
@@ -47,14 +50,15 @@ def test_a_long_job_goes_to_dask_and_one_shard_or_core_stays_local(tmp_path: Pat
 def test_a_kernel_that_uses_every_core_in_process_stays_local(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = _job(tmp_path / "s", 2**26, 8)  # the long job above, which goes to dask
+    job = _job(tmp_path / "s", 2**26, 8)  # the long job above; gbm runs a shard on every core
     layout = plan(job).layout
-    monkeypatch.setattr(type(job.kernel), "uses_every_core", True, raising=False)
+    assert job.kernel.uses_every_core
     monkeypatch.setattr(choose, "cores", lambda: 2)
     c = choose.choose(job, layout, {}, range(8), workers=2)
     # a one-thread worker takes twice the in-process seconds: 5 s + the same seconds
     assert c.name == "local" and c.projected_s is not None
     assert f"5 s to start + {c.projected_s:.3g} s" in c.reason
+    assert "one thread a worker against 2 here" in c.reason
 
 
 def test_committed_shards_of_the_job_override_the_kernel_rate(tmp_path: Path) -> None:
@@ -63,7 +67,7 @@ def test_committed_shards_of_the_job_override_the_kernel_rate(tmp_path: Path) ->
     # the store says shard 0 took 30 s: the other three are projected at 30 s each
     records = {0: {"seconds": 30.0, "work": layout.shard_work[0]}}
     c = choose.choose(job, layout, records, [1, 2, 3], workers=2)
-    assert c.name == "dask" and c.projected_s == pytest.approx(90.0)
+    assert c.name == "local" and c.projected_s == pytest.approx(90.0)
     assert "scaled from 1 committed shard of this job" in c.reason
 
 

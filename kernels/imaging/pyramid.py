@@ -246,6 +246,7 @@ class PyramidKernel:
     :mod:`tessera.kernels.imaging.pyramid_params`."""
 
     name = "imaging.pyramid"
+    uses_every_core = True  # a shard's tiles are encoded on every core
     work_unit = "pixels"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:

@@ -98,6 +98,7 @@ class BasketPhiloxKernel(BlockKernel):
     hands Sobol jobs to :mod:`tessera.kernels.montecarlo.basket_qmc`."""
 
     name = "montecarlo.basket"
+    uses_every_core = True  # a shard's blocks run on every core (Numba's threads)
     work_unit = "asset-path-steps"
     array = ARRAY
     block_items = BLOCK_SAMPLES

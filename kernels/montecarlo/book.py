@@ -205,6 +205,7 @@ class BookKernel:
     and the trade file."""
 
     name = "montecarlo.book"
+    uses_every_core = True  # a shard's blocks run on every core (Numba's threads)
     work_unit = "path-steps"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:

@@ -163,6 +163,7 @@ class GbmKernel:
     :mod:`tessera.kernels.montecarlo.params`."""
 
     name = "montecarlo.gbm"
+    uses_every_core = True  # a shard's blocks run on every core (Numba's threads)
     work_unit = "path-steps"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:

@@ -138,6 +138,7 @@ class HestonPhiloxKernel(BlockKernel):
     hands Sobol jobs to :mod:`tessera.kernels.montecarlo.heston_qmc`."""
 
     name = "montecarlo.heston"
+    uses_every_core = True  # a shard's blocks run on every core (Numba's threads)
     work_unit = "path-steps"
     array = ARRAY
     block_items = BLOCK_SAMPLES
