@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import resource
 import shutil
@@ -249,7 +250,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     ap.add_argument("--out", default="imaging", help="results name (benchmarks/results/NAME.json)")
+    ap.add_argument(
+        "--processes",
+        action="store_true",
+        help="the whole-process table instead (default --size 16384; imaging-processes.json)",
+    )
+    ap.add_argument("--micro-size", type=int, default=8192, help="5-channel image edge (8192)")
     args = ap.parse_args()
+    if args.processes:
+        if "--size" not in sys.argv:
+            args.size = 16384
+        main_processes(args)
+        return
 
     cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)
@@ -385,6 +397,273 @@ def main() -> None:
     print(f"wrote {path}")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# -- whole processes (issue 15): default outputs, DZI, OME-Zarr, ngff-zarr, microscopy -----------
+
+NGFF_SCRIPT = """
+import sys, tifffile, ngff_zarr as nz
+source, out, method = sys.argv[1], sys.argv[2], sys.argv[3]
+pixels = tifffile.imread(source)
+image = nz.to_ngff_image(pixels, dims=["y", "x", "c"] if pixels.ndim == 3 else ["c", "y", "x"])
+methods = {} if method == "default" else {"method": nz.Methods(method)}
+multiscales = nz.to_multiscales(image, **methods)
+nz.to_ngff_zarr(out, multiscales, version="0.5", chunks_per_shard=16)
+"""
+
+
+def job_toml(path: Path, source: Path, store: Path, ome_zarr: bool, dzi: bool) -> Path:
+    """A pyramid job file: 256-px tiles, JPEG Q85 DZI in a zip unless ``dzi`` is false."""
+    lines = [
+        "[job]",
+        'name = "bench-pyramid"',
+        'kernel = "imaging.pyramid"',
+        f'store = "{store}"',
+        "[params]",
+        f'source = "{source}"',
+        f"tile_size = {TILE}",
+        f"ome_zarr = {'true' if ome_zarr else 'false'}",
+    ]
+    if dzi:
+        lines.append(f'dzi = {{ format = "jpeg", quality = {QUALITY}, container = "zip" }}')
+    lines += ["[resources]", "memory_mib = 8192"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB of the largest process of the tree) of a whole process,
+    by GNU time; raises with its stderr when it fails."""
+    rss_file = Path(tempfile.mktemp(suffix=".rss"))
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} exited {done.returncode}: {done.stderr[-3000:]}")
+    rss = int(rss_file.read_text().split()[-1]) / 1024
+    rss_file.unlink()
+    return wall, rss
+
+
+def raw_bytes_of_levels(width: int, height: int, channels: int, itemsize: int, last: int) -> int:
+    """Uncompressed bytes of levels 0..``last`` of a 2x pyramid."""
+    total = 0
+    for level in range(last + 1):
+        total += -(-width >> level) * -(-height >> level) * channels * itemsize
+    return total
+
+
+def ome_zarr_ratio(image: Path) -> float:
+    """Raw bytes of every array of an OME-Zarr image over the bytes stored for them."""
+    import zarr
+
+    group = zarr.open_group(str(image), mode="r")
+    arrays = [a for _, a in group.members(max_depth=None) if isinstance(a, zarr.Array)]
+    raw = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in arrays)
+    return raw / du(image)
+
+
+def dzi_ratio(archive: Path, width: int, height: int, channels: int) -> float:
+    """Raw 8-bit bytes of every DZI level (down to 1x1) over the zip's size."""
+    levels = (max(width, height) - 1).bit_length()
+    return raw_bytes_of_levels(width, height, channels, 1, levels) / archive.stat().st_size
+
+
+def write_microscopy(path: Path, size: int, channels: int = 5) -> Path:
+    """A ``channels``-channel uint16 OME-TIFF (CYX, 256-px tiles, uncompressed), channel
+    names and a 0.325 um pixel, each channel a different seed of the test scene."""
+    import tifffile
+
+    from examples.make_images import make_image
+
+    data = np.stack(
+        [make_image(size, size, "L", 16, seed=10 + c)[:, :, 0] for c in range(channels)]
+    )
+    meta = {
+        "axes": "CYX",
+        "Channel": {"Name": [f"ch{c}" for c in range(channels)]},
+        "PhysicalSizeX": 0.325,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": 0.325,
+        "PhysicalSizeYUnit": "µm",
+    }
+    tifffile.imwrite(path, data, ome=True, tile=(TILE, TILE), metadata=meta, bigtiff=True)
+    return path
+
+
+def main_processes(args: argparse.Namespace) -> None:
+    """The whole-process table of issue 15, in one run (see ``--processes``)."""
+    tessera_cli = str(Path(sys.executable).with_name("tessera"))
+    work = args.workdir or Path(tempfile.gettempdir()) / "tessera-bench-imaging-processes"
+    work.mkdir(parents=True, exist_ok=True)
+    n = args.size
+    source = work / f"slide-{n}x{n}.tif"
+    if not source.exists():
+        print(f"writing {source} ...", flush=True)
+        write_tiff(source, n, n, "RGB", tile=TILE)
+    micro = work / f"cells-5ch-{args.micro_size}.ome.tif"
+    if not micro.exists():
+        print(f"writing {micro} ...", flush=True)
+        write_microscopy(micro, args.micro_size)
+    ngff = work / "ngff.py"
+    ngff.write_text(NGFF_SCRIPT)
+    vips_env = {**os.environ, "VIPS_CONCURRENCY": str(os.cpu_count() or 1)}
+
+    def tessera_row(store: str, ome_zarr: bool, dzi: bool, *extra: str, src: Path = source):
+        def go() -> tuple[float, float, Path]:
+            path = work / store
+            shutil.rmtree(path, ignore_errors=True)
+            job = job_toml(work / f"{store}.toml", src, path, ome_zarr, dzi)
+            return (*measured([tessera_cli, "run", str(job), *extra]), path)
+
+        return go
+
+    def vips_row() -> tuple[float, float, Path]:
+        target = work / "vips.zip"
+        target.unlink(missing_ok=True)
+        cmd = ["vips", "dzsave", str(source), str(target), "--container", "zip"]
+        cmd += ["--tile-size", str(TILE), "--overlap", "0", "--suffix", f".jpeg[Q={QUALITY}]"]
+        return (*measured(cmd, vips_env), target)
+
+    def ngff_row(method: str, src: Path = source) -> Callable[[], tuple[float, float, Path]]:
+        def go() -> tuple[float, float, Path]:
+            out = work / f"ngff-{method}-{src.stem}.ome.zarr"
+            shutil.rmtree(out, ignore_errors=True)
+            return (*measured([sys.executable, str(ngff), str(src), str(out), method]), out)
+
+        return go
+
+    rgb = f"{n}x{n} RGB"
+    rows: dict[str, tuple[Callable[[], tuple[float, float, Path]], int]] = {
+        f"vips dzsave --container zip ({rgb})": (vips_row, args.repeats),
+        f"tessera, default outputs, default executor ({rgb})": (
+            tessera_row("full", True, True),
+            args.repeats,
+        ),
+        f"tessera, default outputs, --executor local ({rgb})": (
+            tessera_row("full-local", True, True, "--executor", "local"),
+            args.repeats,
+        ),
+        f"tessera, DZI zip only, default executor ({rgb})": (
+            tessera_row("dzi", False, True),
+            args.repeats,
+        ),
+        f"tessera, DZI zip only, --executor local ({rgb})": (
+            tessera_row("dzi-local", False, True, "--executor", "local"),
+            args.repeats,
+        ),
+        f"tessera, OME-Zarr only, default executor ({rgb})": (
+            tessera_row("omezarr", True, False),
+            args.repeats,
+        ),
+        f"tessera, OME-Zarr only, 5-channel uint16 {args.micro_size}^2 OME-TIFF": (
+            tessera_row("micro", True, False, src=micro),
+            args.repeats,
+        ),
+    }
+    try:
+        import ngff_zarr
+
+        version = ngff_zarr.__version__
+        rows[f"ngff-zarr {version}, its defaults, OME-Zarr 0.5 sharded ({rgb})"] = (
+            ngff_row("default"),
+            1,
+        )
+        rows[f"ngff-zarr {version}, itkwasm_bin_shrink, OME-Zarr 0.5 sharded ({rgb})"] = (
+            ngff_row("itkwasm_bin_shrink"),
+            1,
+        )
+    except ImportError:
+        print("ngff-zarr not installed (pip install '.[bench]'): its rows are skipped")
+    if shutil.which("vips") is None:
+        del rows[f"vips dzsave --container zip ({rgb})"]
+        print("vips not found: install libvips-tools (make bench does)")
+    print("warming Numba's cache ...", flush=True)
+    tessera_row("warm", True, True)()
+    tessera_row("warm-micro", True, False, src=micro)()
+    results: dict[str, dict[str, Any]] = {}
+    for round_ in range(args.repeats):  # rounds: every contender sees the same background load
+        for name, (fn, repeats) in rows.items():
+            if round_ >= repeats:
+                continue
+            wall, rss, out = fn()
+            row = results.setdefault(name, {"name": name, "seconds": [], "peak_rss_mib": 0.0})
+            row["seconds"].append(round(wall, 2))
+            row["peak_rss_mib"] = max(row["peak_rss_mib"], round(rss, 1))
+            row["bytes_written"] = du(out)
+            if name.startswith("tessera"):
+                report = json.loads((out / "report.json").read_text())
+                row["peak_rss_mib_per_shard"] = report["shards"]["peak_rss_mib_max"]
+                row["executor"] = report.get("executor")
+                if (out / "image").exists():
+                    row["ome_zarr_ratio"] = round(ome_zarr_ratio(out / "image"), 3)
+                if (out / "dzi" / "image.zip").exists():
+                    row["dzi_ratio"] = round(dzi_ratio(out / "dzi" / "image.zip", n, n, 3), 2)
+            elif name.startswith("vips"):
+                row["dzi_ratio"] = round(dzi_ratio(out, n, n, 3), 2)
+            else:
+                row["ome_zarr_ratio"] = round(ome_zarr_ratio(out), 3)  # every scale's array
+            print(f"round {round_ + 1}: {name}: {wall:.2f} s, peak RSS {rss:.0f} MiB", flush=True)
+    best = {name: min(r["seconds"]) for name, r in results.items()}
+
+    def ratio(ours: str, theirs: str) -> float | None:
+        a = next((v for k, v in best.items() if k.startswith(ours)), None)
+        b = next((v for k, v in best.items() if k.startswith(theirs)), None)
+        return round(b / a, 2) if a and b else None
+
+    goals = {
+        "default outputs / vips dzsave zip (goal >= 1.2)": ratio(
+            "tessera, default outputs, default", "vips"
+        ),
+        "DZI zip only / vips dzsave zip (goal >= 2)": ratio(
+            "tessera, DZI zip only, default", "vips"
+        ),
+    }
+    defaults = next((k for k in best if "its defaults" in k), None)
+    shrink = next((k for k in best if "bin_shrink" in k), None)
+    ours = next(k for k in best if k.startswith("tessera, OME-Zarr only, default"))
+    goals["OME-Zarr only / ngff-zarr defaults (goal >= 20)"] = (
+        round(best[defaults] / best[ours], 1) if defaults else None
+    )
+    goals["OME-Zarr only / ngff-zarr bin-shrink (goal >= 5)"] = (
+        round(best[shrink] / best[ours], 1) if shrink else None
+    )
+    micro_row = next(r for k, r in results.items() if "5-channel" in k)
+    goals["5-channel uint16 peak RSS per shard, MiB (goal < 2048)"] = micro_row[
+        "peak_rss_mib_per_shard"
+    ]
+    print()
+    for name, r in results.items():
+        extra = "  ".join(
+            f"{k} {r[k]}"
+            for k in ("ome_zarr_ratio", "dzi_ratio", "peak_rss_mib_per_shard", "executor")
+            if k in r
+        )
+        print(f"{name:75s} {best[name]:7.2f} s  peak {r['peak_rss_mib']:7.0f} MiB  {extra}")
+    for goal, value in goals.items():
+        print(f"{goal}: {value}")
+    path = write_result(
+        args.out if args.out != "imaging" else "imaging-processes",
+        {
+            "workload": {
+                "rgb": f"{n}x{n} RGB uncompressed tiled TIFF, {TILE}-px tiles, JPEG Q{QUALITY}",
+                "microscopy": f"5-channel uint16 {args.micro_size}^2 OME-TIFF, uncompressed",
+                "repeats": args.repeats,
+                "cores": os.cpu_count(),
+            },
+            "rows": list(results.values()),
+            "best_seconds": best,
+            "goals": goals,
+            "loadavg": os.getloadavg(),
+            "command": " ".join(["python", "benchmarks/imaging.py", *sys.argv[1:]]),
+        },
+    )
+    print(f"wrote {path}")
 
 
 def tifffile_read(path: Path) -> np.ndarray:
