@@ -561,6 +561,10 @@ def main_processes(args: argparse.Namespace) -> None:
             tessera_row("omezarr", True, False),
             args.repeats,
         ),
+        f"tessera, OME-Zarr only, --executor dask ({rgb})": (
+            tessera_row("omezarr-dask", True, False, "--executor", "dask"),
+            args.repeats,
+        ),
         f"tessera, OME-Zarr only, 5-channel uint16 {args.micro_size}^2 OME-TIFF": (
             tessera_row("micro", True, False, src=micro),
             args.repeats,

@@ -17,10 +17,12 @@ A shard is done exactly when its commit record exists.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
@@ -283,9 +285,10 @@ class Store:
         """Write ``data`` into ``selection`` of the output array ``name``. A failed write raises
         an ``OSError`` naming the object it wrote (zarrs and a full disk's ``write()`` name
         none), or the file that stands where a folder of that object's path should be."""
+        array = self.array(name)
         try:
             with os_errors():
-                self.array(name)[selection] = data
+                _write_by_object(array, selection, data)
         except OSError as exc:
             raise naming(exc, self._object_path(name, selection)) from exc
 
@@ -670,3 +673,50 @@ def _common_folder(values: list[str]) -> str:
         return ""
     prefix = os.path.commonprefix(values)
     return prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
+
+
+# Stored objects written at once by one write_array call: this process's CPUs (a Dask worker
+# or a Batch child sees its own).
+_WRITE_THREADS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _write_by_object(array: Any, selection: tuple[slice, ...], data: np.ndarray) -> None:
+    """``array[selection] = data``, one stored object (Zarr shard, or chunk without sharding)
+    a call, ``_WRITE_THREADS`` calls at once. The zarrs pipeline encodes a call's objects on one
+    thread (``codecs.ZARRS_CONFIG``: the same bytes every time), so a write that spans several
+    objects gets every core and still the bytes of a single call."""
+    pieces = _by_object(array, selection)
+    full = [selection[i] if i < len(selection) else slice(None) for i in range(array.ndim)]
+    selected = tuple(len(range(*sl.indices(n))) for sl, n in zip(full, array.shape))
+    if len(pieces) == 1 or np.shape(data) != selected:  # one object, or data to broadcast
+        array[selection] = data
+        return
+    with ThreadPoolExecutor(min(len(pieces), _WRITE_THREADS)) as pool:
+        for future in [pool.submit(array.__setitem__, at, data[part]) for at, part in pieces]:
+            future.result()
+
+
+def _by_object(array: Any, selection: tuple[slice, ...]) -> list[tuple[tuple[slice, ...], Any]]:
+    """``selection`` of ``array`` cut at its stored objects' edges: (each piece's selection in
+    the array, its slices of the data); the whole selection alone when it lies in one object
+    or has steps."""
+    grid = array.metadata.chunk_grid.chunk_shape
+    shape = array.shape
+    axes = []
+    for axis, size in enumerate(shape):
+        sl = selection[axis] if axis < len(selection) else slice(None)
+        start, stop, step = sl.indices(size)
+        if step != 1:
+            return [(selection, slice(None))]
+        edge = grid[axis]
+        cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
+        axes.append([(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a])
+    if all(len(a) == 1 for a in axes):
+        return [(selection, slice(None))]
+    origin = [a[0][0] for a in axes]
+    pieces = []
+    for combo in itertools.product(*axes):
+        at = tuple(slice(a, b) for a, b in combo)
+        part = tuple(slice(a - o, b - o) for (a, b), o in zip(combo, origin))
+        pieces.append((at, part))
+    return pieces

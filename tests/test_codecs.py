@@ -196,3 +196,42 @@ def test_zarrs_os_errors_become_the_os_error_they_stand_for() -> None:
     assert info.value.errno == 20 and isinstance(info.value.__cause__, RuntimeError)
     with pytest.raises(RuntimeError, match="a bug"), os_errors():
         raise RuntimeError("a bug")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def test_a_write_across_zarr_shards_is_cut_per_shard_with_the_bytes_of_one_call(
+    tmp_path: Path,
+) -> None:
+    from tessera.engine import store as store_module
+
+    data = np.random.default_rng(0).integers(0, 4000, (3, 1000, 1300), dtype=np.uint16)
+
+    def array(path: Path) -> Any:
+        with codecs.zarrs_pipeline():
+            return zarr.create_array(
+                str(path),
+                shape=data.shape,
+                chunks=(3, 64, 64),
+                shards=(3, 256, 256),
+                dtype="uint16",
+                compressors=codecs.compressors(ArraySpec("a", data.shape, "uint16", (3, 64, 64))),
+            )
+
+    whole = array(tmp_path / "one-call")
+    whole[...] = data
+    cut = array(tmp_path / "cut")
+    everything = (slice(None), slice(0, 1000), slice(0, 1300))
+    assert len(store_module._by_object(cut, everything)) == 4 * 6  # Zarr shards it spans
+    store_module._write_by_object(cut, (slice(None), slice(0, 512), slice(256, 1300)),
+                                  data[:, :512, 256:])  # fmt: skip
+    store_module._write_by_object(cut, (slice(None), slice(512, 1000)), data[:, 512:])
+    store_module._write_by_object(cut, (slice(None), slice(0, 512), slice(0, 256)),
+                                  data[:, :512, :256])  # fmt: skip
+    assert np.array_equal(cut[...], data)
+    assert _files(tmp_path / "cut") == _files(tmp_path / "one-call")
+    store_module._write_by_object(cut, (slice(None), slice(0, 10), slice(0, 600)), np.uint16(7))
+    assert (cut[:, :10, :600] == 7).all() and np.array_equal(cut[:, 10:], data[:, 10:])

@@ -485,9 +485,11 @@ def test_ome_zarr_metadata_validates_and_reads_back(overlap_runs: dict[str, Path
     level0 = group["0"]
     assert level0.metadata.dimension_names == ("c", "y", "x")
     assert level0.shape == (3, H, W) and level0.chunks == (3, T, T)
-    assert level0.shards == (3, 256, 256)  # one Zarr shard per tessera shard
+    # a quarter of a tessera shard's 256^2 footprint: 4 objects that are encoded at once
+    assert level0.shards == (3, 128, 128)
     objects = list((overlap_runs["nine"] / "image" / "0" / "c").rglob("*"))
-    assert len([p for p in objects if p.is_file()]) == 9
+    assert len([p for p in objects if p.is_file()]) == -(-H // 128) * -(-W // 128)
+    assert group["1"].shards == (3, 128, 128)  # 128 = 2 tiles: one object per tessera shard
 
 
 def test_ome_zarr_levels_are_blosc_zstd_and_read_the_same_through_both_pipelines(

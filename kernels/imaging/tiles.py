@@ -202,10 +202,14 @@ class Geometry:
         return shard, base + (row % per) * per + col % per
 
     def zarr_shard_shape(self, level: int) -> tuple[int, int]:
-        """Zarr v3 shard (y, x) of ``level``: a super-tile's footprint for shard levels (one
-        object per tessera shard and level), else the whole level (at most a super-tile),
-        rounded up to whole tiles."""
+        """Zarr v3 shard (y, x) of ``level``: for shard levels a quarter of a super-tile's
+        footprint (half its edge) while that is 2 tiles or more, so that a tessera shard's
+        write of a level is 4 objects that the store encodes on every core (one thread each,
+        ``tessera.engine.store``), else the footprint (one object per tessera shard and level);
+        after them the whole level (at most a super-tile); rounded up to whole tiles."""
         height, width = self.shape(level)
         t = self.tile
         edge = self.super_tile >> level if level < self.shard_levels else self.super_tile
+        if level < self.shard_levels and edge >= 4 * t:
+            edge //= 2
         return min(edge, ceil_div(height, t) * t), min(edge, ceil_div(width, t) * t)
