@@ -53,6 +53,15 @@ TILE = 256
 QUALITY = 85
 
 
+def rgb_slide(work: Path, n: int) -> Path:
+    """The n x n RGB uncompressed tiled TIFF in ``work`` (written once)."""
+    source = work / f"slide-{n}x{n}.tif"
+    if not source.exists():
+        print(f"writing {source} ...", flush=True)
+        write_tiff(source, n, n, "RGB", tile=TILE)
+    return source
+
+
 def du(path: Path) -> int:
     """Bytes of the files under ``path`` (or of the file)."""
     if path.is_file():
@@ -270,10 +279,7 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tessera-bench-imaging-"))
     work.mkdir(parents=True, exist_ok=True)
     n = args.size
-    source = work / f"slide-{n}x{n}.tif"
-    if not source.exists():
-        print(f"writing {source} ...", flush=True)
-        write_tiff(source, n, n, "RGB", tile=TILE)
+    source = rgb_slide(work, n)
     mp = n * n / 1e6
     load_before = os.getloadavg()[0]
     print(
@@ -502,10 +508,7 @@ def main_processes(args: argparse.Namespace) -> None:
     work = args.workdir or Path(tempfile.gettempdir()) / "tessera-bench-imaging-processes"
     work.mkdir(parents=True, exist_ok=True)
     n = args.size
-    source = work / f"slide-{n}x{n}.tif"
-    if not source.exists():
-        print(f"writing {source} ...", flush=True)
-        write_tiff(source, n, n, "RGB", tile=TILE)
+    source = rgb_slide(work, n)
     micro = work / f"cells-5ch-{args.micro_size}.ome.tif"
     if not micro.exists():
         print(f"writing {micro} ...", flush=True)
@@ -539,37 +542,25 @@ def main_processes(args: argparse.Namespace) -> None:
         return go
 
     rgb = f"{n}x{n} RGB"
+    local, dask = ("--executor", "local"), ("--executor", "dask")
+    tessera_rows = [  # (row, store, OME-Zarr, DZI zip, flags)
+        ("default outputs, default executor", "full", True, True, ()),
+        ("default outputs, --executor local", "full-local", True, True, local),
+        ("DZI zip only, default executor", "dzi", False, True, ()),
+        ("DZI zip only, --executor local", "dzi-local", False, True, local),
+        ("OME-Zarr only, default executor", "omezarr", True, False, ()),
+        ("OME-Zarr only, --executor dask", "omezarr-dask", True, False, dask),
+    ]
     rows: dict[str, tuple[Callable[[], tuple[float, float, Path]], int]] = {
         f"vips dzsave --container zip ({rgb})": (vips_row, args.repeats),
-        f"tessera, default outputs, default executor ({rgb})": (
-            tessera_row("full", True, True),
-            args.repeats,
-        ),
-        f"tessera, default outputs, --executor local ({rgb})": (
-            tessera_row("full-local", True, True, "--executor", "local"),
-            args.repeats,
-        ),
-        f"tessera, DZI zip only, default executor ({rgb})": (
-            tessera_row("dzi", False, True),
-            args.repeats,
-        ),
-        f"tessera, DZI zip only, --executor local ({rgb})": (
-            tessera_row("dzi-local", False, True, "--executor", "local"),
-            args.repeats,
-        ),
-        f"tessera, OME-Zarr only, default executor ({rgb})": (
-            tessera_row("omezarr", True, False),
-            args.repeats,
-        ),
-        f"tessera, OME-Zarr only, --executor dask ({rgb})": (
-            tessera_row("omezarr-dask", True, False, "--executor", "dask"),
-            args.repeats,
-        ),
-        f"tessera, OME-Zarr only, 5-channel uint16 {args.micro_size}^2 OME-TIFF": (
-            tessera_row("micro", True, False, src=micro),
-            args.repeats,
-        ),
     }
+    for label, store, ome_zarr, dzi, flags in tessera_rows:
+        row = tessera_row(store, ome_zarr, dzi, *flags)
+        rows[f"tessera, {label} ({rgb})"] = (row, args.repeats)
+    rows[f"tessera, OME-Zarr only, 5-channel uint16 {args.micro_size}^2 OME-TIFF"] = (
+        tessera_row("micro", True, False, src=micro),
+        args.repeats,
+    )
     try:
         import ngff_zarr
 
