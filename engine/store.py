@@ -288,7 +288,10 @@ class Store:
         array = self.array(name)
         try:
             with os_errors():
-                _write_by_object(array, selection, data)
+                if self._local and array.shards is not None:  # zarrs: see _write_by_object
+                    _write_by_object(array, selection, data)
+                else:  # zarr-python's pipeline writes a call's chunks concurrently itself
+                    array[selection] = data
         except OSError as exc:
             raise naming(exc, self._object_path(name, selection)) from exc
 
@@ -681,8 +684,8 @@ _WRITE_THREADS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaf
 
 
 def _write_by_object(array: Any, selection: tuple[slice, ...], data: np.ndarray) -> None:
-    """``array[selection] = data``, one stored object (Zarr shard, or chunk without sharding)
-    a call, ``_WRITE_THREADS`` calls at once. The zarrs pipeline encodes a call's objects on one
+    """``array[selection] = data``, one stored object (Zarr shard) a call, ``_WRITE_THREADS``
+    calls at once. The zarrs pipeline encodes a call's objects on one
     thread (``codecs.ZARRS_CONFIG``: the same bytes every time), so a write that spans several
     objects gets every core and still the bytes of a single call."""
     pieces = _by_object(array, selection)
