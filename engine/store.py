@@ -714,7 +714,7 @@ def _by_object(array: Any, selection: tuple[slice, ...]) -> list[tuple[tuple[sli
         edge = grid[axis]
         cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
         axes.append([(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a])
-    if all(len(a) == 1 for a in axes):
+    if all(len(a) == 1 for a in axes) or not all(axes):  # one object, or nothing selected
         return [(selection, slice(None))]
     origin = [a[0][0] for a in axes]
     pieces = []

@@ -235,3 +235,6 @@ def test_a_write_across_zarr_shards_is_cut_per_shard_with_the_bytes_of_one_call(
     assert _files(tmp_path / "cut") == _files(tmp_path / "one-call")
     store_module._write_by_object(cut, (slice(None), slice(0, 10), slice(0, 600)), np.uint16(7))
     assert (cut[:, :10, :600] == 7).all() and np.array_equal(cut[:, 10:], data[:, 10:])
+    nothing = (slice(None), slice(5, 5), slice(0, 1300))  # an empty selection writes nothing
+    store_module._write_by_object(cut, nothing, data[:, 5:5])
+    assert np.array_equal(cut[:, 10:], data[:, 10:])
