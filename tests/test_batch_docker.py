@@ -22,7 +22,7 @@ import s3fs
 import tessera
 from tests.batch_docker import TESSERA, cli, moto_in_docker, running_children, setup, submit, wait
 from tests.docker_engine import DockerEngine
-from tests.jobs import write_job
+from tests.jobs import default_sigint, write_job
 from tests.motoserver import MotoBatch
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -169,7 +169,14 @@ def test_tessera_run_with_the_batch_executor_detaches_on_ctrl_c_and_collects_lat
     command = [*TESSERA, "run", str(path), "--executor", "batch", "--queue", queue]
     log = tmp_path / "first.log"
     with log.open("w") as out:
-        first = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        first = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=default_sigint,  # handled even when the suite runs in the background
+        )
     deadline = time.monotonic() + 300
     while "Batch: submitted" not in log.read_text():
         assert first.poll() is None, log.read_text()[-3000:]
