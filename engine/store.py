@@ -688,9 +688,7 @@ def _write_by_object(array: Any, selection: tuple[slice, ...], data: np.ndarray)
     calls at once. The zarrs pipeline encodes a call's objects on one
     thread (``codecs.ZARRS_CONFIG``: the same bytes every time), so a write that spans several
     objects gets every core and still the bytes of a single call."""
-    pieces = _by_object(array, selection)
-    full = [selection[i] if i < len(selection) else slice(None) for i in range(array.ndim)]
-    selected = tuple(len(range(*sl.indices(n))) for sl, n in zip(full, array.shape))
+    pieces, selected = _by_object(array, selection)
     if len(pieces) == 1 or np.shape(data) != selected:  # one object, or data to broadcast
         array[selection] = data
         return
@@ -699,27 +697,29 @@ def _write_by_object(array: Any, selection: tuple[slice, ...], data: np.ndarray)
             future.result()
 
 
-def _by_object(array: Any, selection: tuple[slice, ...]) -> list[tuple[tuple[slice, ...], Any]]:
+def _by_object(
+    array: Any, selection: tuple[slice, ...]
+) -> tuple[list[tuple[tuple[slice, ...], Any]], tuple[int, ...] | None]:
     """``selection`` of ``array`` cut at its stored objects' edges: (each piece's selection in
-    the array, its slices of the data); the whole selection alone when it lies in one object
-    or has steps."""
+    the array, its slices of the data), and the selection's shape; the whole selection alone
+    when it lies in one object or selects nothing (shape ``None`` when it has steps)."""
     grid = array.metadata.chunk_grid.chunk_shape
-    shape = array.shape
     axes = []
-    for axis, size in enumerate(shape):
+    for axis, size in enumerate(array.shape):
         sl = selection[axis] if axis < len(selection) else slice(None)
         start, stop, step = sl.indices(size)
         if step != 1:
-            return [(selection, slice(None))]
+            return [(selection, slice(None))], None
         edge = grid[axis]
         cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
         axes.append([(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a])
+    selected = tuple(sum(b - a for a, b in pieces) for pieces in axes)
     if all(len(a) == 1 for a in axes) or not all(axes):  # one object, or nothing selected
-        return [(selection, slice(None))]
+        return [(selection, slice(None))], selected
     origin = [a[0][0] for a in axes]
     pieces = []
     for combo in itertools.product(*axes):
         at = tuple(slice(a, b) for a, b in combo)
         part = tuple(slice(a - o, b - o) for (a, b), o in zip(combo, origin))
         pieces.append((at, part))
-    return pieces
+    return pieces, selected
