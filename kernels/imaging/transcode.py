@@ -57,8 +57,8 @@ ARRAY_SHA = "sha256"
 ARRAY_INPUT_SHA = "input_sha256"
 DEFAULT_SHARD_FILES = 64  # files per shard when the job names neither shards nor shard_size
 # input pixels decoded, resized and encoded per second in-process by a shard's pool on 2 cores,
-# roughly (1536x1024 PNGs to WebP: 189 MP in 4.1 s, benchmarks/transcode.py less the process's
-# start); for choosing the executor (tessera.engine.choose) and the budget's projections only
+# roughly (1536x1024 PNGs to WebP: benchmarks/executor_choice.py measured a 64-file shard at
+# 1.01 of this projection); for choosing the executor and the budget's projections only
 PIXELS_PER_SECOND = 4.5e7
 HEADER_THREADS = 16  # concurrent header reads in prepare (S3 latency, not CPU, is the limit)
 FAILED = -1
