@@ -261,7 +261,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SpecError("--gpu-workers", f"{args.gpu_workers} is out of range; expected >= 1")
     if args.budget is not None and args.budget <= 0:
         raise SpecError("--budget", f"{args.budget} is out of range; expected > 0")
-    job = tessera.load(args.job, shards=args.shards, store=args.store)
+    overrides = {"shards": args.shards, "store": args.store}
+    job = spec.load(args.job, overrides=overrides, prime=args.executor != "batch")
     batch_only = {"--queue": args.queue, "--definition": args.definition, "--image": args.image}
     for flag, value in batch_only.items():
         if value is not None and args.executor != "batch":

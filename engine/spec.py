@@ -178,15 +178,21 @@ def canonical_json(data: Any) -> str:
     )
 
 
-def load(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Job:
+def load(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    prime: bool = False,
+) -> Job:
     """Read a job file (TOML, or JSON of the same structure; a path or fsspec URL); validate it.
 
     ``overrides`` replaces keys of ``[job]`` (the CLI's ``--shards``/``--store``); setting
-    ``shards`` drops ``shard_size`` and vice versa. Raises ``SpecError`` naming the file or key.
+    ``shards`` drops ``shard_size`` and vice versa. ``prime``: the job is loaded to be run in
+    this process (see ``from_dict``). Raises ``SpecError`` naming the file or key.
     """
     text = _read_text(str(path))
     data = parse_text(text, str(path))
-    return from_dict(data, overrides=overrides, source=str(path))
+    return from_dict(data, overrides=overrides, source=str(path), prime=prime)
 
 
 def parse_text(text: str, source: str = "<job>") -> dict[str, Any]:
@@ -382,6 +388,7 @@ def from_dict(
     source: str = "<job>",
     *,
     layout: Layout | None = None,
+    prime: bool = False,
 ) -> Job:
     """Validate a parsed job (the structure of DESIGN.md "The job file") into a ``Job``.
 
@@ -391,7 +398,12 @@ def from_dict(
     job into shards; the ``Job`` carries the layout. ``layout`` is for a job planned already (a
     stored job, whose params hold what ``prepare`` resolved, and the layout stored with it): its
     params are only parsed, and ``prepare``, ``layout`` and the checks made when it was planned
-    (inputs reachable, store location, memory) are not run again."""
+    (inputs reachable, store location, memory) are not run again.
+
+    ``prime``: the job is about to run in this process (``tessera run``, ``tessera.run`` given
+    a file), so a kernel's optional ``prime(params)`` is called before ``prepare``: it may start
+    slow loading (Numba's kernels) in a thread while the inputs are resolved. Checking a job
+    (``tessera validate``, the S3 trigger) leaves it false and pays for none of that."""
     head = check(data, overrides, source, params=False)
     kernel_name = head.kernel_info.name
     try:
@@ -403,6 +415,8 @@ def from_dict(
     except ParamError as exc:
         raise SpecError(f"params.{exc.key}", exc.message) from None
     planned_here = layout is None
+    if prime and callable(getattr(kernel, "prime", None)):
+        kernel.prime(params)  # type: ignore[attr-defined]  # optional: see the docstring
     if layout is None:
         params, layout = _plan(
             kernel, kernel_name, params, head.store, head.shards, head.shard_size

@@ -228,7 +228,11 @@ class Kernel(Protocol):
     def warm(self, params: Any) -> None:
         """Compile (or load from Numba's cache) what ``compute`` will call for these params,
         with no real work: the engine calls it once per process before the first shard and
-        reports its seconds as compile time, kept out of shard seconds, throughput and cost."""
+        reports its seconds as compile time, kept out of shard seconds, throughput and cost.
+
+        Optional, not part of the protocol: ``prime(params)``, called with the parsed params
+        before ``prepare`` only when the job is loaded to run in this process (not to be
+        validated or submitted), to start slow loading in a thread (``spec.from_dict``)."""
 
     def locations(self, params: Any) -> tuple[Location, ...]:
         """Where the job reads and writes outside its store (inputs, globs, output folders);

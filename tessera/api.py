@@ -34,11 +34,21 @@ def load(source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -
     Raises ``tessera.engine.errors.SpecError`` (a ``ValueError``) naming the file, the key, the
     value and what was expected.
     """
+    return _load(source, overrides)
+
+
+def _load(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    prime: bool = False,
+) -> Job:
+    """``load``; ``prime`` when the job is about to run in this process (``spec.from_dict``)."""
     from tessera.engine import spec
 
     if isinstance(source, Mapping):
-        return spec.from_dict(source, overrides=overrides, source="<mapping>")
-    return spec.load(source, overrides=overrides)
+        return spec.from_dict(source, overrides=overrides, source="<mapping>", prime=prime)
+    return spec.load(source, overrides=overrides, prime=prime)
 
 
 def run(
@@ -86,7 +96,7 @@ def run(
     from tessera.engine.spec import Job
 
     if not isinstance(job, Job):
-        job = load(job)
+        job = _load(job, prime=getattr(executor, "name", executor) != "batch")
     for name, value in (("workers", workers), ("gpu_workers", gpu_workers)):
         if value is not None and (isinstance(value, bool) or value < 1):
             raise SpecError(name, f"{value!r} is out of range; expected an integer >= 1")

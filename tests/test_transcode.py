@@ -428,3 +428,31 @@ def test_s3_in_and_out(
     ).result
     s3_result = json.loads(fs.cat_file(f"{bucket}/store-glob/result.json"))
     assert result is not None and result["sha256"] == s3_result["sha256"]
+
+
+def test_resize_kernels_load_early_only_for_a_run(
+    frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tessera validate`` (and the S3 trigger, which checks a job the same way) must not pay
+    for loading Numba's resize kernels; a job loaded to run starts them before the headers."""
+    from tessera.engine import cli
+    from tessera.kernels.imaging import transcode
+
+    events: list[str] = []
+    monkeypatch.setattr(transcode, "_priming", lambda resample: events.append(f"prime {resample}"))
+    real_headers = transcode._headers
+
+    def headers(files: Any, io: Any) -> Any:
+        events.append("headers")
+        return real_headers(files, io)
+
+    monkeypatch.setattr(transcode, "_headers", headers)
+    params = {"inputs": str(frames / "frame*.png"), "output": str(tmp_path / "out")}
+    params["format"] = "webp"
+    job = write_job(tmp_path / "job.toml", _job(tmp_path / "store", params))
+    assert cli.main(["validate", str(job)]) == 0
+    spec.from_dict(_job(tmp_path / "store", params))
+    assert events == ["headers", "headers"]
+    events.clear()
+    spec.load(job, prime=True)
+    assert events == ["prime lanczos", "headers"]

@@ -185,7 +185,7 @@ class TranscodeKernel:
 
     def warm(self, params: Params) -> None:
         """Compile the resize kernels (or load them from Numba's cache, about 0.6 s in a fresh
-        process): wait for the thread ``prepare`` started for it, then transcode a tiny image
+        process): wait for the thread ``prime`` started (or start it), then transcode a tiny image
         of the first input's mode. Best effort: a mode the first file has but a tiny image
         cannot take is left to ``compute``, which reports it per file."""
         from PIL import Image
@@ -199,6 +199,12 @@ class TranscodeKernel:
         except (OSError, ValueError):
             pass
 
+    def prime(self, params: Params) -> None:
+        """Start the thread that loads the resize kernels (``_priming``): the engine calls this
+        when the job is loaded to run here, so they load while ``prepare`` reads the headers;
+        ``tessera validate`` and the S3 trigger do not call it."""
+        _priming(params.resample)
+
     def prepare(self, params: Params, io: InputIO) -> Params:
         """Resolve ``inputs`` to the sorted file list, unless the params carry it (a stored
         job), and read each file's header (width, height, mode) unless the params carry them.
@@ -206,7 +212,6 @@ class TranscodeKernel:
         ``ParamError`` naming ``inputs`` for an empty list, two inputs that would write the
         same output file or an input of an unsupported pixel type (e.g. 32-bit float), and
         naming ``output`` when an output would overwrite its input."""
-        _priming(params.resample)  # Numba's kernels load while the headers are read
         files = params.files
         headers = params.headers
         if files is None:
@@ -494,7 +499,7 @@ def _prime(resample: str) -> None:
 def _priming(resample: str) -> threading.Thread:
     """The thread, started once per process, that compiles the 8-bit resize kernels for
     ``resample`` (or loads them from Numba's cache): most of a fresh process's first second,
-    spent here while ``prepare`` reads the headers instead of in the first shard."""
+    spent while ``prepare`` reads the headers (``prime``) instead of in the first shard."""
     with _PRIMING_LOCK:
         thread = _PRIMING.get(resample)
         if thread is None:
