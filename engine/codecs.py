@@ -22,9 +22,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import zarr
+import zarr.core.sync
 import zarr.registry
 from zarr.abc.codec import BytesBytesCodec
-from zarr.core.sync import _get_executor
 
 from tessera.kernels.base import ArraySpec
 
@@ -66,8 +66,11 @@ def zarrs_pipeline() -> Iterator[None]:
     use is unchanged."""
     with _OPENING:
         # zarr sizes its thread pool from threading.max_workers when first used: create it now,
-        # from the process's own setting, not from ZARRS_CONFIG's.
-        _get_executor()
+        # from the process's own setting, not from ZARRS_CONFIG's. zarr has no public call for
+        # it; without this private one (a later zarr) only that pool's size would differ.
+        create_pool = getattr(zarr.core.sync, "_get_executor", None)
+        if create_pool is not None:
+            create_pool()
         with warnings.catch_warnings():
             # zarrs says so when it hands an array to zarr-python's pipeline; that is expected
             warnings.filterwarnings(
