@@ -9,6 +9,7 @@ interrupted (Ctrl-C; committed shards are kept).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -25,9 +26,34 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tessera`` console script; returns the exit code."""
+    """Entry point of the ``tessera`` console script; returns the exit code.
+
+    As the console script (``argv`` None), ``tessera run`` collects no garbage while it starts:
+    the imports and the job's load make only objects that live as long as the process, and
+    collecting them took 0.1 s of a 2 s run. ``_loaded`` freezes them and collects again. On
+    the way out everything is frozen, so the interpreter's last collection does not walk
+    Numba's and zarr's objects (0.2 s, during which Ctrl-C's handler is already gone)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    console = argv is None
+    if console and args.command == "run":
+        gc.disable()
+    try:
+        return _main(args)
+    finally:
+        _loaded()
+        if console:
+            gc.freeze()
+
+
+def _loaded() -> None:
+    """Collect garbage again, if start-up stopped it, with what is loaded so far frozen."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
+def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -263,6 +289,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SpecError("--budget", f"{args.budget} is out of range; expected > 0")
     overrides = {"shards": args.shards, "store": args.store}
     job = spec.load(args.job, overrides=overrides, prime=args.executor != "batch")
+    import tessera.engine.run  # noqa: F401  (tessera.run's own import, before _loaded)
+
+    _loaded()
     batch_only = {"--queue": args.queue, "--definition": args.definition, "--image": args.image}
     for flag, value in batch_only.items():
         if value is not None and args.executor != "batch":
