@@ -687,13 +687,20 @@ def _write_by_object(array: Any, selection: tuple[slice, ...], data: np.ndarray)
     """``array[selection] = data``, one stored object (Zarr shard) a call, ``_WRITE_THREADS``
     calls at once. The zarrs pipeline encodes a call's objects on one
     thread (``codecs.ZARRS_CONFIG``: the same bytes every time), so a write that spans several
-    objects gets every core and still the bytes of a single call."""
+    objects gets every core and still the bytes of a single call.
+
+    Each piece is made contiguous in its own thread first: zarrs copies a strided piece itself,
+    but on zarr's one event-loop thread, where every piece's copy would wait for the others'."""
     pieces, selected = _by_object(array, selection)
     if len(pieces) == 1 or np.shape(data) != selected:  # one object, or data to broadcast
         array[selection] = data
         return
+
+    def write(at: tuple[slice, ...], part: Any) -> None:
+        array[at] = np.ascontiguousarray(data[part])
+
     with ThreadPoolExecutor(min(len(pieces), _WRITE_THREADS)) as pool:
-        for future in [pool.submit(array.__setitem__, at, data[part]) for at, part in pieces]:
+        for future in [pool.submit(write, at, part) for at, part in pieces]:
             future.result()
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from examples.make_images import make_image
-from tessera.kernels.imaging.downsample import downsample2x, gamma_tables, output_shape
+from tessera.kernels.imaging.downsample import downsample2x, gamma_tables, output_shape, planar
 from tests import imaging_reference as ref
 
 SIZES = [(1, 1), (1, 2), (2, 1), (1, 7), (7, 1), (2, 2), (3, 3), (5, 8), (8, 5), (33, 64), (64, 33)]
@@ -161,3 +161,16 @@ def test_non_contiguous_input_is_accepted() -> None:
     image = natural(64, 48, "RGBA")
     view = image[:, ::-1]
     assert np.array_equal(downsample2x(view), ref.downsample(np.ascontiguousarray(view)))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+@pytest.mark.parametrize("channels", [1, 3, 5, 64])
+def test_planar_is_the_transposed_image_c_contiguous(dtype: str, channels: int) -> None:
+    """What an OME-Zarr level (c, y, x) holds, for a whole image and for a view of one (a
+    shard's footprint, a stored object's piece)."""
+    rng = np.random.default_rng(channels)
+    image = rng.integers(0, np.iinfo(dtype).max, (37, 53, channels), dtype=dtype)
+    for pixels in (image, image[3:30, 5:41], image[:, ::2]):
+        out = planar(pixels)
+        assert out.flags.c_contiguous and out.dtype == pixels.dtype
+        assert np.array_equal(out, pixels.transpose(2, 0, 1))

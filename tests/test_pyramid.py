@@ -845,3 +845,36 @@ def test_pyramid_from_s3_to_s3(
     assert [lv["checksum"] for lv in outcome.result["levels"]] == [
         ref.level_checksum(lv, T) for lv in levels
     ]
+
+
+def test_a_store_with_an_older_zarr_shard_grid_resumes_with_the_same_pixels(
+    tmp_path: Path, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores made before the level arrays had 4 Zarr shards per tessera shard keep their one
+    Zarr shard per footprint when resumed: the shards still to run write each stored object
+    whole, by the array's own grid, and the levels and checksums are a fresh run's."""
+    fresh = run_ok(_job(tmp_path / "fresh", images["tiff"], shard_size=256))
+    old = tmp_path / "old"
+    with monkeypatch.context() as m:  # the old layout: one Zarr shard per footprint
+
+        def footprint_shards(geo: Geometry, level: int) -> tuple[int, int]:
+            edge = geo.super_tile >> level if level < geo.shard_levels else geo.super_tile
+            height, width = geo.shape(level)
+            t = geo.tile
+            return min(edge, -(-height // t) * t), min(edge, -(-width // t) * t)
+
+        m.setattr(Geometry, "zarr_shard_shape", footprint_shards)
+        run_ok(_job(old, images["tiff"], shard_size=256))
+    assert zarr.open_array(str(old / "image" / "0"), mode="r").shards == (3, 256, 256)
+    levels = Geometry(H, W, T, 256).shard_levels
+    for shard in (1, 4, 8):  # pending again, their pixels gone: the run writes them again
+        (old / "_shards" / f"{shard}.json").unlink()
+        row, col = divmod(shard, 3)
+        for level in range(levels):
+            (old / "image" / str(level) / "c" / "0" / str(row) / str(col)).unlink()
+    (old / "result.json").unlink()
+    resumed = run_ok(_job(old, images["tiff"], shard_size=256))
+    assert zarr.open_array(str(old / "image" / "0"), mode="r").shards == (3, 256, 256)
+    assert resumed.result["checksum"] == fresh.result["checksum"]
+    for ours, theirs in zip(_levels(old), _levels(tmp_path / "fresh"), strict=True):
+        assert np.array_equal(ours, theirs)

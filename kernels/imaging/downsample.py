@@ -40,7 +40,7 @@ import math
 import numba
 import numpy as np
 
-from tessera.kernels.config import NJIT_INLINE, NJIT_PARALLEL
+from tessera.kernels.config import NJIT, NJIT_INLINE, NJIT_PARALLEL
 
 # The project's flags, plus nogil: a pyramid shard encodes tiles in Python threads while this
 # thread computes the next level; holding the GIL here would stall them between tiles.
@@ -270,6 +270,26 @@ def premultiply_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- public ---------------------------------------------------------------------------------
+
+
+@numba.njit(**NJIT, nogil=True)
+def _planes(src, dst):
+    height, width, channels = src.shape
+    for y in range(height):
+        for c in range(channels):
+            row = dst[c, y]
+            for x in range(width):
+                row[x] = src[y, x, c]
+
+
+def planar(image: np.ndarray) -> np.ndarray:
+    """An (H, W, C) image as a new C-contiguous (C, H, W) array, channel plane after plane:
+    how an OME-Zarr level (``c, y, x``) holds it. On the calling thread alone, off the GIL (a
+    pyramid runs one per stored object in its pool). NumPy's own copy of the transposed view
+    is 1.5x (uint8 RGB) to 14x (5 uint16 channels) slower."""
+    out = np.empty((image.shape[2], *image.shape[:2]), dtype=image.dtype)
+    _planes(image, out)
+    return out
 
 
 def output_shape(height: int, width: int) -> tuple[int, int]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,7 @@ from tessera.kernels.base import (
 )
 from tessera.kernels.imaging import dzi, ome, viewer
 from tessera.kernels.imaging.composite import composite
-from tessera.kernels.imaging.downsample import downsample2x
+from tessera.kernels.imaging.downsample import downsample2x, planar
 from tessera.kernels.imaging.pyramid_params import Params, parse, to_dict, with_source
 from tessera.kernels.imaging.source import Progress, Source, SourceError, open_source
 from tessera.kernels.imaging.tiles import (
@@ -193,11 +193,64 @@ class _Tiles:
         return digests, encoded, nbytes
 
 
+class _Writes:
+    """Writes a plane's shard levels into their OME-Zarr arrays from the shard's pool, one
+    stored object (Zarr shard) a task, so that the calling thread reads and downsamples while
+    the pool compresses. A task copies its piece into channel planes (``planar``, off the GIL)
+    and writes it whole: no two tasks touch one object, whatever grid the array has (a store
+    made before keeps its own)."""
+
+    def __init__(self, params: Params, io: ShardIO, pool: ThreadPoolExecutor, plane: int):
+        self.params = params
+        self.io = io
+        self.pool = pool
+        self.plane = plane
+        self.futures: list[Future[None]] = []
+
+    def bands(self, level: int, box: _Box) -> list[tuple[int, int]]:
+        """The rows of ``box`` (level coordinates) cut at the array's stored objects: each
+        band's writes can go once its rows are there."""
+        edge = self._grid(level)[0]
+        return _cut(box[0], box[1], edge)
+
+    def submit(self, level: int, pixels: np.ndarray, origin: tuple[int, int], box: _Box) -> None:
+        """Queue the writes of ``box`` (y0, y1, x0, x1 of ``level``), which ``pixels`` holds
+        from ``origin`` (y, x) on."""
+        oy, ox = origin
+        rows, cols = self._grid(level)
+        for y0, y1 in _cut(box[0], box[1], rows):
+            for x0, x1 in _cut(box[2], box[3], cols):
+                piece = pixels[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+                self.futures.append(self.pool.submit(self._write, level, (y0, y1, x0, x1), piece))
+
+    def wait(self) -> None:
+        """Wait for every queued write; raise the first one's error once all have ended."""
+        futures, self.futures = self.futures, []
+        wait(futures)
+        for future in futures:
+            future.result()
+
+    def _grid(self, level: int) -> tuple[int, int]:
+        array = self.io.arrays[level_array(level)]
+        shape = array.shards or array.chunks  # the stored objects
+        return shape[-2], shape[-1]
+
+    def _write(self, level: int, box: _Box, piece: np.ndarray) -> None:
+        y0, y1, x0, x1 = box
+        self.io.write_array(
+            level_array(level),
+            _selection(self.params, self.plane, slice(y0, y1), slice(x0, x1)),
+            _level_data(self.params, piece),
+        )
+
+
+def _cut(start: int, stop: int, edge: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` cut at the multiples of ``edge``."""
+    cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
 _DEFAULT_REGION_BYTES = 256 << 20  # a default shard's level-0 pixels at most
-
-
-def _to_cyx(pixels: np.ndarray) -> np.ndarray:
-    return pixels.transpose(2, 0, 1)
 
 
 def _selection(params: Params, plane: int, y: slice, x: slice) -> tuple[slice, ...]:
@@ -209,8 +262,9 @@ def _selection(params: Params, plane: int, y: slice, x: slice) -> tuple[slice, .
 
 
 def _level_data(params: Params, pixels: np.ndarray) -> np.ndarray:
-    """A plane's (h, w, c) pixels as the level array holds them: (c, h, w), or (c, 1, h, w)."""
-    cyx = _to_cyx(pixels)
+    """A plane's (h, w, c) pixels as the level array holds them, C-contiguous: (c, h, w), or
+    (c, 1, h, w)."""
+    cyx = planar(pixels)
     return cyx[:, None] if params.depth > 1 else cyx
 
 
@@ -258,11 +312,16 @@ class PyramidKernel:
         return (Location("source", params.source),)
 
     def warm(self, params: Params) -> None:
-        """The 2x2 downsample on a 2x2 image of the source's pixel type: compiles it (or loads
+        """The 2x2 downsample on a 2x2 image of the source's pixel type, and the copy into a
+        level's channel planes (of a view and of a whole array): compiles them (or loads
         Numba's cache). Nothing before ``prepare`` recorded the pixel type."""
         if params.channels is None or params.dtype is None:
             return
-        _downsample(params, np.zeros((2, 2, params.channels), dtype=params.dtype))
+        image = np.zeros((2, 3, params.channels), dtype=params.dtype)
+        _downsample(params, image[:, :2].copy())
+        if params.ome_zarr:  # a level's footprint is a view, a last level a whole array
+            planar(image[:, :2])
+            planar(image)
 
     def prepare(self, params: Params, io: InputIO) -> Params:
         """Read the source's header and record its size, channels, dtype, format and, where
@@ -430,32 +489,39 @@ class PyramidKernel:
         ry0, ry1, rx0, rx1 = box = geo.read_box(shard, overlap)
         rows0, cols0 = geo.shard_tiles(shard, 0)
         waiting = list(rows0)
+        writes = _Writes(params, io, tiles.pool, plane) if params.ome_zarr else None
+        footprint = geo.footprint(shard, 0)
+        bands = writes.bands(0, footprint) if writes is not None else []
 
         def submit_ready(pixels: np.ndarray, done: int) -> None:
-            # Level-0 tiles go to the pool as soon as their rows (and overlap) are read.
+            # Level-0 tiles go to the pool as soon as their rows (and overlap) are read, and
+            # so do the level-0 writes of a band of stored objects.
             while waiting:
                 needs = min((waiting[0] + 1) * geo.tile + overlap, geo.height)
                 if needs > ry0 + done:
-                    return
+                    break
                 row = waiting.pop(0)
                 tiles.submit_level(geo, 0, pixels, (ry0, rx0), range(row, row + 1), cols0)
+            while writes is not None and bands and bands[0][1] <= ry0 + done:
+                y0, y1 = bands.pop(0)
+                writes.submit(0, pixels, (ry0, rx0), (y0, y1, footprint[2], footprint[3]))
 
-        pixels = self._read(params, source, box, plane, submit_ready)
-        submit_ready(pixels, ry1 - ry0)
-        for level in range(geo.shard_levels):
-            origin = (ry0 >> level, rx0 >> level)
-            fy0, fy1, fx0, fx1 = geo.footprint(shard, level)
-            if level:
-                pixels = _downsample(params, pixels)
-                rows, cols = geo.shard_tiles(shard, level)
-                tiles.submit_level(geo, level, pixels, origin, rows, cols)
-            core = pixels[fy0 - origin[0] : fy1 - origin[0], fx0 - origin[1] : fx1 - origin[1]]
-            if params.ome_zarr:
-                io.write_array(
-                    level_array(level),
-                    _selection(params, plane, slice(fy0, fy1), slice(fx0, fx1)),
-                    _level_data(params, core),
-                )
+        try:
+            pixels = self._read(params, source, box, plane, submit_ready)
+            submit_ready(pixels, ry1 - ry0)
+            for level in range(geo.shard_levels):
+                origin = (ry0 >> level, rx0 >> level)
+                fy0, fy1, fx0, fx1 = geo.footprint(shard, level)
+                if level:
+                    pixels = _downsample(params, pixels)
+                    rows, cols = geo.shard_tiles(shard, level)
+                    tiles.submit_level(geo, level, pixels, origin, rows, cols)
+                    if writes is not None:
+                        writes.submit(level, pixels, origin, (fy0, fy1, fx0, fx1))
+                core = pixels[fy0 - origin[0] : fy1 - origin[0], fx0 - origin[1] : fx1 - origin[1]]
+        finally:
+            if writes is not None:
+                writes.wait()
         return core
 
     @staticmethod
