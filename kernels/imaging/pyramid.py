@@ -33,7 +33,7 @@ never on the shard count. The result also names its ``outputs`` (paths in the st
 run`` prints.
 
 JPEG/WebP/PNG encoding and CRC-32 run in a thread pool of ``numba.get_num_threads()`` threads
-(the encoders and zlib release the GIL), so a shard uses the cores the executor gives
+(the encoders and the CRC release the GIL), so a shard uses the cores the executor gives
 it: one on a Dask worker, all of them on the local executor. The levels are computed on the
 calling thread meanwhile.
 """
@@ -41,7 +41,6 @@ calling thread meanwhile.
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -161,7 +160,7 @@ class _Tiles:
         done: list[_Done] = []
         for col, core, box, name in work:
             tile = np.ascontiguousarray(pixels[core[0] : core[1], core[2] : core[3]])
-            digest = zlib.crc32(tile).to_bytes(4, "big")
+            digest = dzi.crc32(tile).to_bytes(4, "big")
             if d is None or name is None:
                 done.append((col, digest, None, None, 0))
                 continue
