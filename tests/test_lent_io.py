@@ -278,3 +278,15 @@ def test_a_lent_failure_the_kernel_swallowed_is_retried_not_committed(
         run_shard(job, 0)
     assert store.committed() == set() and store.failures() == {}
     assert run_shard(job, 0).status == "committed"
+
+
+def test_a_file_written_in_pieces_holds_them_one_after_another(tmp_path: Path) -> None:
+    """``write_file`` of pieces (a pyramid's zip: headers and the shards' tiles as views) writes
+    their bytes in order, atomically, with the mode ``open`` would give."""
+    blob = b"0123456789"
+    pieces = [b"head", memoryview(blob)[2:5], b"", memoryview(blob)[7:], b"tail"]
+    target = tmp_path / "out" / "x.zip"
+    lent_io.write_bytes(str(target), pieces)
+    assert target.read_bytes() == b"head234789tail"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~lent_io._umask()
+    assert [p.name for p in target.parent.iterdir()] == ["x.zip"]  # no temporary left

@@ -654,7 +654,7 @@ class PyramidKernel:
             ordered = sorted(members, key=dzi.sort_key)
             entries = [(f"{dzi.NAME}/{dzi.NAME}.dzi", xml)]
             entries += [(dzi.zip_member(tile), members[tile]) for tile in ordered]
-            io.write_file(ZIP, dzi.build_zip(entries))
+            io.write_file(ZIP, dzi.zip_pieces(entries))
             name = ZIPPED_DESCRIPTOR
         for path, data in viewer.page_files(name):  # the page and OpenSeadragon, if local
             io.write_file(f"{folder}/{path}", data)
