@@ -749,8 +749,9 @@ class PyramidKernel:
 
 
 # A shard's peak over its region's bytes, rounded up: benchmarks/imaging.py --processes measured
-# a shard's peak RSS, less the ~210 MiB of a process with tessera imported, at 4.4 regions for
-# 4096^2 RGB (OME-Zarr and DZI zip) and 3.9 for 4096^2 of 5 uint16 channels (OME-Zarr).
-REGION_COPIES = 5
+# a shard's peak RSS, less the ~210 MiB of a process with tessera imported, at up to 5.4 regions
+# for 4096^2 RGB (OME-Zarr and DZI zip) and 5.3 for 4096^2 of 5 uint16 channels (OME-Zarr):
+# the level writes run beside the next levels, and a run keeps the memory it frees.
+REGION_COPIES = 6
 
 KERNEL = PyramidKernel()
