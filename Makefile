@@ -6,10 +6,12 @@ STAMP  := $(VENV)/.installed-dev
 
 .PHONY: demo test test-fast bench lint clean lambda-zip constraints image
 
-$(STAMP): pyproject.toml
+# The image's pins (containers/constraints.txt) hold here too: the tests run with the versions
+# the image installs, and a release upstream does not change them between two runs.
+$(STAMP): pyproject.toml containers/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' --constraint containers/constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

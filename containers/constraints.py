@@ -12,7 +12,10 @@ evaluated for this interpreter).
     python containers/constraints.py --gpu    # rewrite constraints-gpu.txt (needs the index)
 
 ``make constraints`` runs the first; the test suite runs the second, so a dependency upgraded
-in the development environment without refreshing the image's pins fails the tests.
+in the development environment without refreshing the image's pins fails the tests. ``make``
+installs the development environment with these pins too, so a release upstream does not
+change what the next run tests with (a CI run failed here when idna 3.21 came out between two
+runs). To move a pin: upgrade it in ``.venv``, run the tests, then ``make constraints``.
 
 ``constraints-gpu.txt`` pins what ``containers/Dockerfile.gpu`` adds on top of the CPU image:
 numba-cuda with its CUDA 12 wheels (``numba-cuda[cu12]``), which the development environment
