@@ -338,11 +338,17 @@ def test_batch_executor_runs_a_job_through_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The executor submits and polls; moto marks children SUCCEEDED without running them, so
-    the test plays the containers: each poll's sleep runs one pending shard."""
+    the test plays the containers: each poll's sleep runs one pending shard. The executor never
+    warms the kernel itself (the children compute): a Ctrl-C during Numba's cache load there
+    was swallowed by llvmlite's ctypes callback."""
     job = spec.from_dict(job_dict(tmp_path / "store", shards=3))
     polls: list[float] = []
+    calls: list[str] = []
+    warm = job.kernel.warm
+    monkeypatch.setattr(job.kernel, "warm", lambda params: calls.append("warm") or warm(params))
 
     def sleep(seconds: float) -> None:
+        calls.append("sleep")
         polls.append(seconds)
         store = Store.open_existing(job.store)
         todo = sorted(set(range(3)) - store.committed())
@@ -365,6 +371,7 @@ def test_batch_executor_runs_a_job_through_batch(
     events: list[Event] = []
     outcome = run_job(job, executor, events.append)
     assert outcome.ok and len(polls) == 3
+    assert calls[:2] == ["sleep", "warm"]  # the first warm is the first played child's
     assert sorted(e.shard for e in events if isinstance(e, ShardCommitted)) == [0, 1, 2]
     local = spec.from_dict(job_dict(tmp_path / "ref", shards=1))
     assert run_job(local, executors.create("local"), lambda e: None).ok

@@ -183,8 +183,10 @@ def test_tessera_run_with_the_batch_executor_detaches_on_ctrl_c_and_collects_lat
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)
-    # 130, or ended by the SIGINT itself after the detach message (a shell shows both as 130):
-    # the latter was seen once in CI, after the message was printed; its cause is not found yet
+    # 130, or ended by the SIGINT itself after the detach message (a shell shows both as 130;
+    # the latter was seen once in CI). A CI run also saw the SIGINT swallowed (exit 0): it came
+    # while the driver loaded the kernel from Numba's cache, inside llvmlite's ctypes callback.
+    # The driver no longer warms the kernel (test_batch_aws checks it).
     assert first.wait(timeout=60) in (130, -signal.SIGINT), log.read_text()[-3000:]
     said = log.read_text()
     (parent,) = re.findall(r"Batch: submitted (\S+) \(4 shards\)", said)

@@ -21,8 +21,9 @@ from tessera.engine.batch import submit
 from tessera.engine.batch.status import TERMINAL, describe
 from tessera.engine.errors import ExecutorError
 from tessera.engine.events import Listener, Message, ShardCommitted, ShardFailed
+from tessera.engine.plan import plan
 from tessera.engine.spec import Job
-from tessera.engine.worker import open_store
+from tessera.engine.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ class BatchExecutor:
         self._poll(job, set(shards), done.arrays, on_event)
 
     def _poll(self, job: Job, wanted: set[int], ids: list[str], on_event: Listener) -> None:
-        store, _ = open_store(job)
+        # Only the store, not the worker's open_store: that warms the kernel, and the children
+        # compute, not this process. (It did, and a Ctrl-C that came during Numba's cache load
+        # was raised inside llvmlite's ctypes callback, which swallows exceptions: the run went
+        # on to the end instead of detaching.)
+        store = Store.open_for_job(job, plan(job), create=False)
         seen: set[int] = set()
         failed: set[int] = set()
         while True:
