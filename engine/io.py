@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar, cast
 
 import fsspec
@@ -135,9 +135,9 @@ class StoreIO(Inputs):
 
         self._lent(f"writing array {name}", lambda: self._store.write_array(name, selection, data))
 
-    def write_file(self, path: str, data: bytes | Sequence[bytes | memoryview]) -> None:
-        """Write ``data`` (bytes, or pieces of them in order) to ``path`` in the store, or to
-        an absolute URL / path."""
+    def write_file(self, path: str, data: bytes | list[bytes | memoryview]) -> None:
+        """Write ``data`` (bytes, or a list of pieces of them in order) to ``path`` in the store,
+        or to an absolute URL / path."""
         url = self._url(path)
         self._lent(f"writing {url}", lambda: write_bytes(url, data))
 
@@ -236,9 +236,10 @@ class _LazyArrays(Mapping[str, Any]):
         return sum(1 for _ in self._store.group.arrays())
 
 
-def write_bytes(url: str, data: bytes | Sequence[bytes | memoryview]) -> None:
-    """Write ``data`` (bytes, or pieces of them in order) to a path or URL atomically: temporary
-    name and rename on local disk, one PUT on object stores. Parent folders are created."""
+def write_bytes(url: str, data: bytes | list[bytes | memoryview]) -> None:
+    """Write ``data`` (bytes, or a list of pieces of them in order) to a path or URL atomically:
+    temporary name and rename on local disk, one PUT on object stores. Parent folders are
+    created."""
     if urls.is_local(url):
         path = url.removeprefix("file://")
         directory = os.path.dirname(path) or "."
@@ -248,10 +249,10 @@ def write_bytes(url: str, data: bytes | Sequence[bytes | memoryview]) -> None:
             # mkstemp makes the file 0600; give it the mode open() would (0644 under umask 022)
             os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as fh:
-                if isinstance(data, bytes):
-                    fh.write(data)
-                else:
+                if isinstance(data, list):
                     fh.writelines(data)
+                else:
+                    fh.write(data)
             os.replace(tmp, path)
         except OSError as exc:
             if os.path.exists(tmp):
@@ -263,7 +264,7 @@ def write_bytes(url: str, data: bytes | Sequence[bytes | memoryview]) -> None:
             raise
         return
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
-    fs.pipe_file(path, data if isinstance(data, bytes) else b"".join(data))
+    fs.pipe_file(path, b"".join(data) if isinstance(data, list) else data)
 
 
 _UMASK: list[int] = []

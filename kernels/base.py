@@ -7,7 +7,7 @@ asks it for its parameters, its output arrays and which chunks each shard owns, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -199,11 +199,11 @@ class ShardIO(InputIO, Protocol):
     def write_array(self, name: str, selection: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` into ``selection`` of output array ``name`` (whole chunks only)."""
 
-    def write_file(self, path: str, data: bytes | Sequence[bytes | memoryview]) -> None:
+    def write_file(self, path: str, data: bytes | list[bytes | memoryview]) -> None:
         """Write a file: ``path`` relative to the store (``dzi/image_files/3/0_1.jpeg``), or an
-        absolute URL (``s3://b/out/x.webp``, ``/data/out/x.png``). ``data`` is its bytes, or
-        pieces that are its bytes one after another (a local file gets them without a copy
-        joining them)."""
+        absolute URL (``s3://b/out/x.webp``, ``/data/out/x.png``). ``data`` is its bytes, or a
+        list of pieces that are its bytes one after another (a local file gets them without a
+        copy joining them)."""
 
     def read_file(self, path: str) -> bytes:
         """Read back a file written by ``write_file`` (same paths); ``FileNotFoundError`` if it

@@ -290,3 +290,6 @@ def test_a_file_written_in_pieces_holds_them_one_after_another(tmp_path: Path) -
     assert target.read_bytes() == b"head234789tail"
     assert target.stat().st_mode & 0o777 == 0o666 & ~lent_io._umask()
     assert [p.name for p in target.parent.iterdir()] == ["x.zip"]  # no temporary left
+    for one in (bytearray(blob), memoryview(blob)):  # any one buffer is still one file's bytes
+        lent_io.write_bytes(str(target), one)
+        assert target.read_bytes() == blob
