@@ -37,6 +37,7 @@ from tessera.engine.io import naming, os_errors, write_bytes
 from tessera.engine.plan import Plan
 from tessera.engine.spec import Job, from_dict
 from tessera.kernels import registry
+from tessera.kernels.base import cut_at
 
 log = logging.getLogger(__name__)
 
@@ -717,9 +718,7 @@ def _by_object(
         start, stop, step = sl.indices(size)
         if step != 1:
             return [(selection, slice(None))], None
-        edge = grid[axis]
-        cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
-        axes.append([(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a])
+        axes.append(cut_at(start, stop, grid[axis]))
     selected = tuple(sum(b - a for a, b in pieces) for pieces in axes)
     if all(len(a) == 1 for a in axes) or not all(axes):  # one object, or nothing selected
         return [(selection, slice(None))], selected

@@ -296,3 +296,12 @@ def split_rows(n_rows: int, n_shards: int) -> tuple[int, tuple[int, ...]]:
     chunk = -(-n_rows // min(n_shards, n_rows))
     bounds = tuple(range(0, n_rows, chunk)) + (n_rows,)
     return chunk, bounds
+
+
+def cut_at(start: int, stop: int, edge: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` cut at the multiples of ``edge`` (a chunk or Zarr shard's side): the
+    ``(a, b)`` pieces, each within one stored object; none when the range is empty. With
+    ``start = 100``, ``stop = 600`` and ``edge = 256`` this is ``[(100, 256), (256, 512),
+    (512, 600)]``."""
+    cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]

@@ -238,3 +238,12 @@ def test_a_write_across_zarr_shards_is_cut_per_shard_with_the_bytes_of_one_call(
     nothing = (slice(None), slice(5, 5), slice(0, 1300))  # an empty selection writes nothing
     store_module._write_by_object(cut, nothing, data[:, 5:5])
     assert np.array_equal(cut[:, 10:], data[:, 10:])
+
+
+def test_a_range_is_cut_at_the_stored_objects_edges() -> None:
+    from tessera.kernels.base import cut_at
+
+    assert cut_at(100, 600, 256) == [(100, 256), (256, 512), (512, 600)]
+    assert cut_at(256, 512, 256) == [(256, 512)]
+    assert cut_at(0, 1, 256) == [(0, 1)]
+    assert cut_at(5, 5, 256) == []

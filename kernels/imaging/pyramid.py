@@ -56,6 +56,7 @@ from tessera.kernels.base import (
     ParamError,
     ShardIO,
     ShardOutput,
+    cut_at,
 )
 from tessera.kernels.imaging import dzi, ome, viewer
 from tessera.kernels.imaging.composite import composite
@@ -210,15 +211,15 @@ class _Writes:
         """The rows of ``box`` (level coordinates) cut at the array's stored objects: each
         band's writes can go once its rows are there."""
         edge = self._grid(level)[0]
-        return _cut(box[0], box[1], edge)
+        return cut_at(box[0], box[1], edge)
 
     def submit(self, level: int, pixels: np.ndarray, origin: tuple[int, int], box: _Box) -> None:
         """Queue the writes of ``box`` (y0, y1, x0, x1 of ``level``), which ``pixels`` holds
         from ``origin`` (y, x) on."""
         oy, ox = origin
         rows, cols = self._grid(level)
-        for y0, y1 in _cut(box[0], box[1], rows):
-            for x0, x1 in _cut(box[2], box[3], cols):
+        for y0, y1 in cut_at(box[0], box[1], rows):
+            for x0, x1 in cut_at(box[2], box[3], cols):
                 piece = pixels[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
                 self.futures.append(self.pool.submit(self._write, level, (y0, y1, x0, x1), piece))
 
@@ -241,12 +242,6 @@ class _Writes:
             _selection(self.params, self.plane, slice(y0, y1), slice(x0, x1)),
             _level_data(self.params, piece),
         )
-
-
-def _cut(start: int, stop: int, edge: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` cut at the multiples of ``edge``."""
-    cuts = [start, *range((start // edge + 1) * edge, stop, edge), stop]
-    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 _DEFAULT_REGION_BYTES = 256 << 20  # a default shard's level-0 pixels at most
@@ -317,7 +312,7 @@ class PyramidKernel:
         if params.channels is None or params.dtype is None:
             return
         image = np.zeros((2, 3, params.channels), dtype=params.dtype)
-        _downsample(params, image[:, :2].copy())
+        _downsample(params, np.zeros((2, 2, params.channels), dtype=params.dtype))
         if params.ome_zarr:  # a level's footprint is a view, a last level a whole array
             planar(image[:, :2])
             planar(image)
