@@ -4,8 +4,10 @@ that failure, and, without a server, a lent failure that the kernel catches and 
 error of its own (``StoreIO.failure``).
 
 The outage is scripted, not timed: the S3 server is stopped by the first output write after
-shard 0 committed (shard 1's first file: the local executor runs shards in index order), and
-started again by the listener when the run's first retryable ``ShardFailed`` arrives.
+shard 0 committed (one of shard 1's files: the local executor runs shards in index order), and
+started again by the listener when the run's first retryable ``ShardFailed`` arrives. Within
+shard 1 the pool threads read and write its two files in either order, so either may be the
+one the stop is for.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tests.conformance import Run, check_events, probe_job
 from tests.natural import natural
 
 FRAMES = 6  # 3 shards of 2 files: shard 1 owns f2.png and f3.png
+SHARD_1 = ("f2.png", "f3.png")  # read and written by the shard's pool threads, in either order
 BUCKET = "lent-io"
 
 
@@ -132,7 +135,8 @@ def test_s3_stopped_during_an_output_write_is_retried_and_the_run_completes(
     monkeypatch.setattr(lent_io, "write_bytes", write_bytes)
     outcome, by_shard = _run(job, outage)
 
-    assert outage.stopped_at == [f"s3://{BUCKET}/w/out/f2.png"] and outage.restarted
+    assert outage.stopped_at in ([f"s3://{BUCKET}/w/out/{name}"] for name in SHARD_1)
+    assert outage.restarted
     assert outcome.ok, outcome.failures
     failed = [e for e in by_shard[1] if isinstance(e, ShardFailed)]
     assert len(failed) == 1 and failed[0].retryable, by_shard[1]
@@ -176,7 +180,7 @@ def test_s3_stopped_while_an_input_is_read_is_retried(
     monkeypatch.setattr(lent_io.Inputs, "open_input", open_then_stop)
     outcome, _ = _run(job, outage)
     client.close()
-    assert outage.stopped_at == [f"s3://{BUCKET}/r/in/f2.png"]
+    assert outage.stopped_at in ([f"s3://{BUCKET}/r/in/{name}"] for name in SHARD_1)
     assert not tessera.status(job.store).failed  # not a kernel error
     assert outcome.ok and outage.restarted, outcome.failures
 
