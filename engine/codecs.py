@@ -16,6 +16,8 @@ same bytes (only their order inside a shard differs). Measured in benchmarks/zar
 from __future__ import annotations
 
 import contextlib
+import mmap
+import os
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -54,16 +56,57 @@ ZARRS_CONFIG: dict[str, Any] = {
     "threading.max_workers": 1,
 }
 
+# Direct I/O for the objects zarrs writes to local disk (``codec_pipeline.direct_io``: O_DIRECT,
+# each object padded to whole pages, then truncated): the bytes go from zarrs's buffer to the
+# device, not through the page cache, whose copy and page allocation cost a core about 1 s per
+# GB on 2-core machines (benchmarks/imaging.py; README, "Direct I/O"). The files are the same
+# bytes. Read back by zarr-python's own pipeline or another process, they are as any file.
+_DIRECT_IO: dict[str, bool] = {}
+
 # donfig's config is one per process: opening arrays in two threads at once must not interleave
 # setting and restoring it.
 _OPENING = threading.Lock()
 
 
+def direct_io(folder: str) -> bool:
+    """Whether zarrs reads and writes the objects under the local ``folder`` with direct I/O:
+    unless ``TESSERA_DIRECT_IO`` is ``off``, when the folder's filesystem takes an O_DIRECT
+    write (probed once per folder and process with a one-page file of its own, removed at once;
+    Linux only: tmpfs before Linux 6.6 and many FUSE mounts refuse it)."""
+    from tessera.engine.config import settings
+
+    if settings().direct_io == "off":
+        return False
+    if folder not in _DIRECT_IO:
+        _DIRECT_IO[folder] = _takes_direct_io(folder)
+    return _DIRECT_IO[folder]
+
+
+def _takes_direct_io(folder: str) -> bool:
+    flag = getattr(os, "O_DIRECT", None)
+    if flag is None:
+        return False
+    path = os.path.join(folder, f".tessera-direct-io-{os.getpid()}-{threading.get_ident()}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flag, 0o600)
+    except OSError:
+        return False  # refused (EINVAL), or the folder is not there yet: buffered, as always
+    page = mmap.mmap(-1, mmap.PAGESIZE)  # page-aligned, as O_DIRECT needs
+    try:
+        return os.write(fd, page) == mmap.PAGESIZE
+    except OSError:
+        return False
+    finally:
+        page.close()
+        os.close(fd)
+        os.unlink(path)  # the probe's own file, created by it (O_EXCL)
+
+
 @contextlib.contextmanager
-def zarrs_pipeline() -> Iterator[None]:
+def zarrs_pipeline(direct: bool = False) -> Iterator[None]:
     """Arrays opened or created inside this block are read and written by the zarrs pipeline
-    (``ZARRS_CONFIG``); zarr's configuration is restored after it, so the process's other Zarr
-    use is unchanged."""
+    (``ZARRS_CONFIG``; with direct I/O when ``direct``: see ``direct_io``); zarr's
+    configuration is restored after it, so the process's other Zarr use is unchanged."""
     with _OPENING:
         # zarr sizes its thread pool from threading.max_workers when first used: create it now,
         # from the process's own setting, not from ZARRS_CONFIG's. zarr has no public call for
@@ -76,7 +119,7 @@ def zarrs_pipeline() -> Iterator[None]:
             warnings.filterwarnings(
                 "ignore", message="Array is unsupported by ZarrsCodecPipeline", category=UserWarning
             )
-            with zarr.config.set(ZARRS_CONFIG):
+            with zarr.config.set({**ZARRS_CONFIG, "codec_pipeline.direct_io": direct}):
                 yield
 
 

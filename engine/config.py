@@ -21,12 +21,13 @@ class Settings:
     faults: str = ""  # TESSERA_FAULTS: scripted faults for tests, see engine/faults.py
     prices: str | None = None  # TESSERA_PRICES: a price file extending engine/prices.toml
     price_basis: str = "on-demand"  # TESSERA_PRICE_BASIS: what budgets are compared against
+    direct_io: str = "auto"  # TESSERA_DIRECT_IO: auto | off (see engine/codecs.py direct_io)
 
 
 def settings() -> Settings:
     """Read ``TESSERA_EXECUTOR``, ``TESSERA_WORKERS``, ``TESSERA_FAULTS``, ``TESSERA_PRICES``,
-    ``TESSERA_PRICE_BASIS`` and ``DASK_SCHEDULER_ADDRESS``. Raises ``ValueError`` naming a
-    malformed variable."""
+    ``TESSERA_PRICE_BASIS``, ``TESSERA_DIRECT_IO`` and ``DASK_SCHEDULER_ADDRESS``. Raises
+    ``ValueError`` naming a malformed variable."""
     workers_text = os.environ.get("TESSERA_WORKERS", "").strip()
     workers: int | None = None
     if workers_text:
@@ -36,6 +37,9 @@ def settings() -> Settings:
             raise ValueError(f"TESSERA_WORKERS={workers_text!r} is not an integer") from None
         if workers < 1:
             raise ValueError(f"TESSERA_WORKERS={workers} must be >= 1")
+    direct_io = os.environ.get("TESSERA_DIRECT_IO", "").strip().lower() or "auto"
+    if direct_io not in ("auto", "off"):
+        raise ValueError(f"TESSERA_DIRECT_IO={direct_io!r}: expected auto or off")
     return Settings(
         executor=os.environ.get("TESSERA_EXECUTOR", "auto").strip() or "auto",
         scheduler=os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None,
@@ -43,6 +47,7 @@ def settings() -> Settings:
         faults=os.environ.get("TESSERA_FAULTS", ""),
         prices=os.environ.get("TESSERA_PRICES", "").strip() or None,
         price_basis=os.environ.get("TESSERA_PRICE_BASIS", "").strip() or "on-demand",
+        direct_io=direct_io,
     )
 
 

@@ -314,7 +314,8 @@ class Store:
         """The output array ``name`` (opened once per store object), read and written by the
         zarrs codec pipeline (``codecs.zarrs_pipeline``). ``KeyError`` if there is none."""
         if name not in self._arrays:
-            with codecs.zarrs_pipeline():
+            direct = self._local and codecs.direct_io(self.root)
+            with codecs.zarrs_pipeline(direct):
                 self._arrays[name] = self.group[name]
         return self._arrays[name]
 

@@ -4,6 +4,7 @@ codec pipeline writes the chunks, and what it writes is plain Zarr v3 for zarr-p
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,88 @@ def test_a_range_is_cut_at_the_stored_objects_edges() -> None:
     assert cut_at(256, 512, 256) == [(256, 512)]
     assert cut_at(0, 1, 256) == [(0, 1)]
     assert cut_at(5, 5, 256) == []
+
+
+# --- direct I/O -------------------------------------------------------------------------------
+
+
+def _cached_pages(path: Path) -> tuple[int, int]:
+    """How many of ``path``'s pages are in the page cache, and how many it has (Linux
+    ``mincore`` on a private mapping of it, which reads nothing in)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+        vector = (ctypes.c_ubyte * pages)()
+        address = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(mm)))
+        try:
+            if libc.mincore(address, ctypes.c_size_t(size), vector) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+        finally:
+            del address  # the buffer export ends before the mapping closes
+        return sum(v & 1 for v in vector), pages
+
+
+def _objects(store: Path) -> list[Path]:
+    return sorted(p for p in (store / ARRAY / "c").rglob("*") if p.is_file())
+
+
+def test_zarrs_writes_the_objects_with_direct_io_and_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the filesystem takes O_DIRECT, the store's objects go to the device, not into the
+    page cache (none of their pages is cached after the run, every one of them is with
+    ``TESSERA_DIRECT_IO=off``), and the bytes are those of buffered writes."""
+    if not hasattr(os, "O_DIRECT") or not codecs.direct_io(str(tmp_path)):
+        pytest.skip(f"the filesystem of {tmp_path} refuses O_DIRECT")
+    _run(tmp_path / "direct", "zstd-5")
+    monkeypatch.setenv("TESSERA_DIRECT_IO", "off")
+    _run(tmp_path / "buffered", "zstd-5")
+    direct, buffered = _objects(tmp_path / "direct"), _objects(tmp_path / "buffered")
+    assert len(direct) == SHARDS
+    assert [p.relative_to(tmp_path / "direct") for p in direct] == [
+        p.relative_to(tmp_path / "buffered") for p in buffered
+    ]
+    assert [_cached_pages(p)[0] for p in direct] == [0] * SHARDS  # before reading them here
+    assert [_cached_pages(p)[0] for p in buffered] == [_cached_pages(p)[1] for p in buffered]
+    for a, b in zip(direct, buffered):
+        assert a.read_bytes() == b.read_bytes(), a
+    assert not list(tmp_path.rglob(".tessera-direct-io-*"))  # the probes' files are gone
+
+
+def test_a_filesystem_that_refuses_direct_io_gets_buffered_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe's O_DIRECT open fails with EINVAL, as on tmpfs before Linux 6.6 or a FUSE
+    mount: the run completes with buffered writes, and reads back what it wrote."""
+    import errno
+
+    opened = os.open
+    refused: list[str] = []
+
+    def open_(path: str, flags: int, *args: Any) -> int:
+        if flags & getattr(os, "O_DIRECT", 0):
+            refused.append(path)
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        return opened(path, flags, *args)
+
+    monkeypatch.setattr(codecs.os, "open", open_)
+    monkeypatch.setattr(codecs, "_DIRECT_IO", {})
+    job = _run(tmp_path / "s", "zstd-5")
+    assert refused and all(".tessera-direct-io-" in p for p in refused)
+    assert codecs.direct_io(job.store) is False
+    assert np.array_equal(Store.open_existing(job.store).read_arrays()[ARRAY][...], _all_values())
+
+
+def test_tessera_direct_io_takes_auto_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tessera.engine.config import settings
+
+    monkeypatch.setenv("TESSERA_DIRECT_IO", " OFF ")
+    assert settings().direct_io == "off"
+    assert codecs.direct_io("/") is False
+    monkeypatch.setenv("TESSERA_DIRECT_IO", "yes")
+    with pytest.raises(ValueError, match=r"TESSERA_DIRECT_IO='yes': expected auto or off"):
+        settings()
