@@ -434,7 +434,11 @@ class PyramidKernel:
         geo = geometry(params, layout.n_shards)
         overlap = params.dzi.overlap if params.dzi is not None else 0
         ry0, ry1, rx0, rx1 = geo.read_box(shard, overlap)
-        threads = pool_threads()
+        # One thread more than the cores for the OME-Zarr writes: on local disk zarrs writes
+        # with direct I/O (tessera.engine.codecs), and a thread waiting on the device leaves
+        # its core to the others (measured: 3.6 s instead of 4.1 for the default outputs of a
+        # 16384^2 slide on 2 cores, with 1.1 regions more at the peak; 4 threads: no faster)
+        threads = pool_threads() + (1 if params.ome_zarr else 0)
         planes: list[Mapping[tuple[int, int, int], bytes]] = []
         encoded: dict[str, bytes] = {}
         nbytes = 0
