@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tessera.engine import __version__, spec
+from tessera.engine import __version__, process, spec
 from tessera.engine.config import settings
 from tessera.engine.errors import SpecError, TesseraError
 
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.disable()
     if console and args.command in ("run", "worker"):
         _keep_freed_memory()
+        process.own()
     try:
         return _main(args)
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from tessera.engine import reach, urls
+from tessera.engine import process, reach, urls
 from tessera.engine.errors import SpecError
 from tessera.kernels import registry
 from tessera.kernels.base import Kernel, Layout, Location, ParamError
@@ -416,6 +416,7 @@ def from_dict(
         raise SpecError(f"params.{exc.key}", exc.message) from None
     planned_here = layout is None
     if prime and callable(getattr(kernel, "prime", None)):
+        process.load_numba_target(head.kernel_info)  # before the kernel's own Numba code
         kernel.prime(params)  # type: ignore[attr-defined]  # optional: see the docstring
     if layout is None:
         params, layout = _plan(

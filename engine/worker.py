@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from tessera.engine import faults
+from tessera.engine import faults, process
 from tessera.engine.config import settings
 from tessera.engine.errors import LentIOError, ShardInterrupted, StageNotReady
 from tessera.engine.events import ShardCommitted, ShardFailed
@@ -21,6 +21,7 @@ from tessera.engine.io import StoreIO
 from tessera.engine.plan import Plan, plan
 from tessera.engine.spec import Job
 from tessera.engine.store import Store
+from tessera.kernels import registry
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def open_store(job: Job, store: Store | None = None) -> tuple[Store, Plan]:
                 store.check_job(job)
                 store.check_kernel(job)
             started = time.perf_counter()
+            process.load_numba_target(job.kernel_info or registry.info(job.kernel_name))
             job.kernel.warm(job.params)  # compile before the first shard, not inside it
             _COMPILE[key] = time.perf_counter() - started
             _OPEN[key] = (store, job_plan)
