@@ -32,10 +32,11 @@ never on the shard count. The result also names its ``outputs`` (paths in the st
 ``next`` steps for a person (``{store}`` stands for the store's location), which ``tessera
 run`` prints.
 
-JPEG/WebP/PNG encoding and CRC-32 run in a thread pool of ``numba.get_num_threads()`` threads
-(the encoders and the CRC release the GIL), so a shard uses the cores the executor gives
-it: one on a Dask worker, all of them on the local executor. The levels are computed on the
-calling thread meanwhile.
+JPEG/WebP/PNG encoding, CRC-32 and the OME-Zarr writes run in a thread pool of
+``numba.get_num_threads()`` threads (the encoders, the CRC and zarrs release the GIL), one
+more when the shard writes OME-Zarr (a thread waiting on a direct write leaves its core to
+the others), so a shard uses the cores the executor gives it: one on a Dask worker, all of
+them on the local executor. The levels are computed on the calling thread meanwhile.
 """
 
 from __future__ import annotations
