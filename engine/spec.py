@@ -106,16 +106,21 @@ class Job:
     target: Target | None = None  # [job] target_stderr: not in the spec hash, like the budget
 
     @property
+    def provider(self) -> registry.KernelInfo:
+        """Who provides the kernel: as resolved where the job was loaded, else looked up here."""
+        return self.kernel_info or registry.info(self.kernel_name)
+
+    @property
     def kernel(self) -> Kernel:
         """The kernel object (imported on first use in each process; modules are cached by
         Python's import system, not here)."""
-        return registry.load(self.kernel_info or registry.info(self.kernel_name))
+        return registry.load(self.provider)
 
     @property
     def identity(self) -> dict[str, Any]:
         """Who provides the kernel (name, target, distribution, version), as recorded in the
         store."""
-        return (self.kernel_info or registry.info(self.kernel_name)).to_dict()
+        return self.provider.to_dict()
 
     def params_dict(self) -> dict[str, Any]:
         """The kernel's params in canonical form, defaults filled in."""

@@ -228,7 +228,7 @@ class Store:
         if not isinstance(stored, dict):
             return  # written before kernel identities were recorded
         # what this process would import (the driver resolved where the kernel comes from)
-        mine = registry.installed_here(job.kernel_info or registry.info(job.kernel_name)).to_dict()
+        mine = registry.installed_here(job.provider).to_dict()
         if (stored.get("distribution"), stored.get("version")) == (
             mine["distribution"],
             mine["version"],

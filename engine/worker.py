@@ -21,7 +21,6 @@ from tessera.engine.io import StoreIO
 from tessera.engine.plan import Plan, plan
 from tessera.engine.spec import Job
 from tessera.engine.store import Store
-from tessera.kernels import registry
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def open_store(job: Job, store: Store | None = None) -> tuple[Store, Plan]:
                 store.check_job(job)
                 store.check_kernel(job)
             started = time.perf_counter()
-            process.load_numba_target(job.kernel_info or registry.info(job.kernel_name))
+            process.load_numba_target(job.provider)
             job.kernel.warm(job.params)  # compile before the first shard, not inside it
             _COMPILE[key] = time.perf_counter() - started
             _OPEN[key] = (store, job_plan)

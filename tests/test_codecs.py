@@ -264,12 +264,10 @@ def _cached_pages(path: Path) -> tuple[int, int]:
     pages = -(-size // mmap.PAGESIZE)
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mm:
         vector = (ctypes.c_ubyte * pages)()
+        # the c_char's hold on the mapping ends with this line, so it can close afterwards
         address = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(mm)))
-        try:
-            if libc.mincore(address, ctypes.c_size_t(size), vector) != 0:
-                raise OSError(ctypes.get_errno(), "mincore")
-        finally:
-            del address  # the buffer export ends before the mapping closes
+        if libc.mincore(address, ctypes.c_size_t(size), vector) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
         return sum(v & 1 for v in vector), pages
 
 
