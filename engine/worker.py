@@ -33,6 +33,48 @@ _COMPILE: dict[tuple[str, str], float] = {}
 _LOCK = threading.Lock()
 
 
+class _Shares:
+    """Each running shard's share of this process's wall and CPU time. Shards that run beside
+    each other in one process (the local executor's lanes, a Dask worker's threads) split the
+    time between them evenly while they overlap, so a shard's ``seconds`` and ``cpu_seconds``
+    add up, over its shards, to the process's time: what the cost of the run is made of. A
+    shard alone gets its own wall time and the process's CPU time, as before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, list[float]] = {}  # token -> [wall share, CPU share]
+        self._last = (0.0, 0.0)
+        self._tokens = 0
+
+    def _advance(self) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self._running:
+            n = len(self._running)
+            for share in self._running.values():
+                share[0] += (wall - self._last[0]) / n
+                share[1] += (cpu - self._last[1]) / n
+        self._last = (wall, cpu)
+
+    def start(self) -> int:
+        """Count a shard in; returns its token for ``stop``."""
+        with self._lock:
+            self._advance()
+            self._tokens += 1
+            self._running[self._tokens] = [0.0, 0.0]
+            return self._tokens
+
+    def stop(self, token: int) -> tuple[float, float]:
+        """Count a shard out: its (wall, CPU) seconds share since ``start`` (zeros when it was
+        counted out already)."""
+        with self._lock:
+            self._advance()
+            wall, cpu = self._running.pop(token, (0.0, 0.0))
+            return wall, cpu
+
+
+_SHARES = _Shares()
+
+
 @dataclass(frozen=True)
 class ShardResult:
     """What became of one shard attempt: ``committed``, ``skipped`` (already done) or
@@ -137,63 +179,72 @@ def run_shard(job: Job, index: int, attempt: int | None = None) -> ShardResult:
     marker = {"host": host, "pid": os.getpid(), "started": started}
     counted = store.begin_attempt(index, {**marker, "attempt": attempt})
     attempt = attempt or counted
-    fault = faults.action_for(faults.parse(settings().faults), index, attempt)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    lent = StoreIO(store, device=job.resources.device, fail_first=fault == "io")
+    token = _SHARES.start()
     try:
-        if fault == "raise":
-            raise faults.InjectedError(f"injected fault on attempt {attempt}")
-        if fault == "exit":
-            faults.exit_now()
-        output = job.kernel.compute(job.params, job.seed, job_plan.layout, index, io=lent)
-    except Exception as exc:  # a kernel error fails this shard only; lent I/O is retried
-        if exc is lent.failure:
-            raise
-        if lent.failure is not None:  # the kernel caught the engine's error and raised its own
-            raise LentIOError(str(lent.failure)) from exc
-        reason = f"{type(exc).__name__}: {exc}"
-        store.record_failure(
-            index,
-            {
-                "shard": index,
-                "attempt": attempt,
-                "host": host,
-                "started": started,
-                "reason": reason,
-                "traceback": last_frames(exc),
-            },
+        fault = faults.action_for(faults.parse(settings().faults), index, attempt)
+        lent = StoreIO(store, device=job.resources.device, fail_first=fault == "io")
+        try:
+            if fault == "raise":
+                raise faults.InjectedError(f"injected fault on attempt {attempt}")
+            if fault == "exit":
+                faults.exit_now()
+            output = job.kernel.compute(job.params, job.seed, job_plan.layout, index, io=lent)
+        except Exception as exc:  # a kernel error fails this shard only; lent I/O is retried
+            if exc is lent.failure:
+                raise
+            if lent.failure is not None:  # the kernel caught the engine's error and raised its own
+                raise LentIOError(str(lent.failure)) from exc
+            reason = f"{type(exc).__name__}: {exc}"
+            store.record_failure(
+                index,
+                {
+                    "shard": index,
+                    "attempt": attempt,
+                    "host": host,
+                    "started": started,
+                    "reason": reason,
+                    "traceback": last_frames(exc),
+                },
+            )
+            # The executor's ShardFailed event is what people see; this line is for -v logs only
+            log.info("job %s shard %d of %d failed: %s", job.name, index, job_plan.n_shards, reason)
+            return ShardResult(index, "failed", reason=reason)
+        if lent.failure is not None:  # the kernel swallowed a failed read or write and went on
+            raise LentIOError(f"{lent.failure} (caught by the kernel, which then returned)")
+        if fault == "interrupt" or stop_requested.is_set():
+            raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
+        nbytes = store.write_shard(job_plan, index, output.arrays)
+        if stop_requested.is_set():
+            raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
+        seconds, cpu_seconds = _SHARES.stop(token)
+        with _LOCK:
+            compile_seconds = _COMPILE.pop((job.store, job.spec_hash), None)
+        record = {
+            "shard": index,
+            "attempt": attempt,
+            "host": host,
+            "pid": os.getpid(),
+            "started": started,
+            "seconds": round(seconds, 6),
+            "cpu_seconds": round(cpu_seconds, 6),
+            "bytes": nbytes,
+            "work": job_plan.layout.shard_work[index],
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "spec_hash": job.spec_hash,
+            "stats": dict(output.stats),
+            "errors": [{"input": e.input, "reason": e.reason} for e in output.item_errors],
+            **({"stage": stage} if stage is not None else {}),
+            # this process's compile time, on its first commit only (not in "seconds")
+            **(
+                {"compile_seconds": round(compile_seconds, 6)}
+                if compile_seconds is not None
+                else {}
+            ),
+        }
+        store.commit(index, record)
+        log.debug(
+            "job %s shard %d/%d committed in %.3f s", job.name, index, job_plan.n_shards, seconds
         )
-        # The executor's ShardFailed event is what people see; this line is for -v logs only
-        log.info("job %s shard %d of %d failed: %s", job.name, index, job_plan.n_shards, reason)
-        return ShardResult(index, "failed", reason=reason)
-    if lent.failure is not None:  # the kernel swallowed a failed read or write and went on
-        raise LentIOError(f"{lent.failure} (caught by the kernel, which then returned)")
-    if fault == "interrupt" or stop_requested.is_set():
-        raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
-    nbytes = store.write_shard(job_plan, index, output.arrays)
-    if stop_requested.is_set():
-        raise ShardInterrupted(f"shard {index}: stopped before commit (attempt {attempt})")
-    seconds = time.perf_counter() - wall0
-    with _LOCK:
-        compile_seconds = _COMPILE.pop((job.store, job.spec_hash), None)
-    record = {
-        "shard": index,
-        "attempt": attempt,
-        "host": host,
-        "pid": os.getpid(),
-        "started": started,
-        "seconds": round(seconds, 6),
-        "cpu_seconds": round(time.process_time() - cpu0, 6),
-        "bytes": nbytes,
-        "work": job_plan.layout.shard_work[index],
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "spec_hash": job.spec_hash,
-        "stats": dict(output.stats),
-        "errors": [{"input": e.input, "reason": e.reason} for e in output.item_errors],
-        **({"stage": stage} if stage is not None else {}),
-        # this process's compile time, on its first commit only (not in "seconds")
-        **({"compile_seconds": round(compile_seconds, 6)} if compile_seconds is not None else {}),
-    }
-    store.commit(index, record)
-    log.debug("job %s shard %d/%d committed in %.3f s", job.name, index, job_plan.n_shards, seconds)
-    return ShardResult(index, "committed", record)
+        return ShardResult(index, "committed", record)
+    finally:
+        _SHARES.stop(token)  # a no-op after the commit took its share

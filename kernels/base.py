@@ -277,6 +277,12 @@ class Kernel(Protocol):
     # Dask worker then takes ``cores`` times as long for a shard as this process, and the
     # default executor runs it here.
     #
+    # Optional: ``shard_lanes = 2``: the local executor may run two of its shards at once, in
+    # threads of one process (tessera.engine.executors.local), for a kernel whose shard leaves
+    # cores idle at its start and end. Its shards must then be safe side by side: no Numba
+    # parallel region (the workqueue threading layer aborts on two at once), nothing shared
+    # between them but what the engine lends.
+    #
     # Optional: ``reduce_prefix(params, seed, layout, arrays, shards, io=None) -> dict``, the
     # answer of the first ``shards`` shards of the last stage alone, with the keys of
     # ``reduce`` (``products.<name>.stderr``, or ``stderr``). A job may set

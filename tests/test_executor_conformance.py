@@ -39,6 +39,23 @@ class TestLocal(ExecutorTests):
         yield run
 
 
+class TestLocalLanes(ExecutorTests):
+    """The in-process executor with two shards side by side (a kernel's ``shard_lanes``, as
+    ``imaging.pyramid`` has): the same promises on faults, retries, stops and records."""
+
+    @pytest.fixture
+    def execute(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Execute]:
+        from tests import probe_kernel, staged_kernel
+
+        for kernel in (probe_kernel.KERNEL, staged_kernel.KERNEL):
+            monkeypatch.setattr(kernel, "shard_lanes", 2, raising=False)
+
+        def run(data: Mapping[str, Any], faults: str) -> Run:
+            return run_in_process(data, faults, monkeypatch, executor="local")
+
+        yield run
+
+
 class TestDaskLocalCluster(ExecutorTests):
     emits_started = False
 

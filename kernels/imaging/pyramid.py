@@ -296,6 +296,9 @@ class PyramidKernel:
 
     name = "imaging.pyramid"
     uses_every_core = True  # a shard's tiles are encoded on every core
+    # In-process, two shards at a time: the next one reads its region while the last one's
+    # pool drains and writes its part (tessera.engine.executors.local)
+    shard_lanes = 2
     work_unit = "pixels"
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
