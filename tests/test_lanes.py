@@ -114,6 +114,8 @@ def test_pyramid_shards_side_by_side_give_the_bytes_of_one_at_a_time(
 
     monkeypatch.setattr(PyramidKernel, "compute", counted)
     run_ok(_job(tmp_path / "lanes", source), on_event=events.append)
+    if local.numba_threading_layer() == "workqueue":  # no libgomp nor tbb on this machine
+        pytest.skip("Numba's workqueue layer: one shard at a time (tested below)")
     assert most[0] == 2  # two shards ran at once
     said = [e.text for e in events if isinstance(e, Message) and "local executor" in e.text]
     assert said and said[0].startswith("local executor: 2 shards side by side")
@@ -146,6 +148,21 @@ def test_lanes_fall_back_to_one_shard_when_memory_is_short(
     assert len(said) == 1
     assert said[0].startswith("local executor: one shard after another: 2 side by side")
     assert "100 MiB free" in said[0]
+
+
+def test_lanes_are_one_shard_at_a_time_on_numbas_workqueue_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _slide(tmp_path)
+    assert local.numba_threading_layer() in (None, "omp", "tbb", "workqueue")
+    monkeypatch.setattr(local, "numba_threading_layer", lambda: "workqueue")
+    events: list[Any] = []
+    run_ok(_job(tmp_path / "s", source), on_event=events.append)
+    said = [e.text for e in events if isinstance(e, Message) and "local executor" in e.text]
+    assert said == [
+        "local executor: one shard after another: Numba's workqueue threading layer runs one "
+        "parallel region at a time (install tbb, or use a system with libgomp, for the omp layer)"
+    ]
 
 
 def test_a_lanes_error_ends_the_run_after_the_shard_beside_it(

@@ -33,14 +33,33 @@ def available_mib() -> int | None:
     return None
 
 
+def numba_threading_layer() -> str | None:
+    """The threading layer Numba's parallel regions use in this process (``tbb``, ``omp`` or
+    ``workqueue``), or ``None`` before any parallel region has run."""
+    import numba
+
+    try:
+        return str(numba.threading_layer())
+    except ValueError:
+        return None
+
+
 def lanes(job: Job, shards: Sequence[int]) -> tuple[int, str | None]:
     """How many shards of ``job`` run at once here, and why (``None`` when the kernel has no
     lanes): the kernel's ``shard_lanes`` (1 when it has none), at most the shards to run, and
-    only while that many of its largest shard's projected memory fits ``available_mib``."""
+    only while that many of its largest shard's projected memory fits ``available_mib`` and
+    Numba's threading layer takes parallel regions from two threads at once (``workqueue``
+    aborts the process: one lane then)."""
     wanted = min(int(getattr(job.kernel, "shard_lanes", 1)), len(shards))
     if wanted <= 1:
         return 1, None
-    _, job_plan = open_store(job)
+    _, job_plan = open_store(job)  # compiles (kernel.warm), which starts Numba's threads
+    layer = numba_threading_layer()
+    if layer == "workqueue":
+        return 1, (
+            "one shard after another: Numba's workqueue threading layer runs one parallel "
+            "region at a time (install tbb, or use a system with libgomp, for the omp layer)"
+        )
     layout = job_plan.layout
     peak = max(job.kernel.shard_memory_bytes(job.params, layout, i) for i in shards)
     need = wanted * math.ceil(peak / 2**20) + PROCESS_BASE_MIB
