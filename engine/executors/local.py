@@ -36,10 +36,10 @@ def available_mib() -> int | None:
 def numba_threading_layer() -> str | None:
     """The threading layer Numba's parallel regions use in this process (``tbb``, ``omp`` or
     ``workqueue``), or ``None`` before any parallel region has run."""
-    import numba
+    from numba.np.ufunc.parallel import threading_layer  # numba.threading_layer
 
     try:
-        return str(numba.threading_layer())
+        return str(threading_layer())
     except ValueError:
         return None
 
