@@ -193,3 +193,34 @@ def test_a_lanes_error_ends_the_run_after_the_shard_beside_it(
         local.LocalExecutor().run(Job(), range(6), lambda e: next(counter))  # type: ignore[arg-type]
     assert sorted(ran) == [0, 1]
     assert release.is_set()  # shard 0 was waited for
+
+
+def test_a_store_that_fails_to_open_is_left_to_the_first_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deciding the lanes opens the store; when that fails, the shards run one at a time, and
+    the first shard's own opening meets the error as it always has (retried, or raised)."""
+
+    class Kernel:
+        shard_lanes = 2
+
+    class Job:
+        name = "lanes"
+        retry_attempts = 2
+        kernel = Kernel()
+
+    def open_store(job: Any) -> Any:
+        raise OSError("store unreachable")
+
+    ran: list[int] = []
+
+    def run_shard(job: Any, index: int) -> Any:
+        ran.append(index)
+        return worker.ShardResult(index, "skipped", {"shard": index})
+
+    monkeypatch.setattr(local, "open_store", open_store)
+    monkeypatch.setattr(local, "run_shard", run_shard)
+    events: list[Any] = []
+    local.LocalExecutor().run(Job(), range(3), events.append)  # type: ignore[arg-type]
+    assert ran == [0, 1, 2]
+    assert not [e for e in events if isinstance(e, Message)]

@@ -86,7 +86,10 @@ class LocalExecutor:
         on_event: Listener,
         admit: Callable[[int], bool] | None = None,
     ) -> None:
-        n, why = lanes(job, shards)
+        try:
+            n, why = lanes(job, shards)
+        except Exception:  # opening the store or compiling failed: the first shard meets it
+            n, why = 1, None  # again and reports it as it always has (retried, or raised)
         if why is not None:
             on_event(Message(f"local executor: {why}"))
         if n == 1:
