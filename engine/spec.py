@@ -531,13 +531,18 @@ def _plan(
 PROCESS_BASE_MIB = 256
 
 
-def check_memory(kernel: Kernel, params: Any, layout: Layout, memory_mib: int) -> None:
-    """Refuse, before any work, a job whose largest shard is projected to need more memory than
-    ``resources.memory_mib`` (kernel projection plus ``PROCESS_BASE_MIB``)."""
+def largest_shard(kernel: Kernel, params: Any, layout: Layout) -> tuple[int, int]:
+    """The kernel's largest projected shard memory in bytes, and that shard's index."""
     shards = range(layout.n_shards)
     if layout.regular:  # the rest are copies of shard 0
         shards = range(0, layout.n_shards, max(1, layout.n_shards - 1))
-    peak, worst = max((kernel.shard_memory_bytes(params, layout, i), i) for i in shards)
+    return max((kernel.shard_memory_bytes(params, layout, i), i) for i in shards)
+
+
+def check_memory(kernel: Kernel, params: Any, layout: Layout, memory_mib: int) -> None:
+    """Refuse, before any work, a job whose largest shard is projected to need more memory than
+    ``resources.memory_mib`` (kernel projection plus ``PROCESS_BASE_MIB``)."""
+    peak, worst = largest_shard(kernel, params, layout)
     need_mib = PROCESS_BASE_MIB + math.ceil(peak / 2**20)
     if need_mib > memory_mib:
         raise SpecError(

@@ -77,13 +77,14 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def run_ok(job: dict[str, Any], executor: str = "local") -> Any:
+def run_ok(job: dict[str, Any], executor: str = "local", on_event: Any = None) -> Any:
     """``job`` (a job dict) run to the end on ``executor`` (2 workers for Dask) in this
-    process, without progress output; fails the test, with the failures, unless every shard
-    committed. Returns the run's outcome."""
+    process, without progress output, every event to ``on_event`` if given; fails the test,
+    with the failures, unless every shard committed. Returns the run's outcome."""
     from tessera.engine import executors, spec
     from tessera.engine.run import run_job
 
-    outcome = run_job(spec.from_dict(job), executors.create(executor, workers=2), lambda e: None)
+    listen = on_event or (lambda e: None)
+    outcome = run_job(spec.from_dict(job), executors.create(executor, workers=2), listen)
     assert outcome.ok, outcome.failures
     return outcome

@@ -3,7 +3,6 @@ the time each shard is charged for, and when the lanes fall back to one shard at
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
@@ -13,11 +12,11 @@ from typing import Any
 import pytest
 
 from examples.make_images import write_tiff
-from tessera.engine import executors, spec, worker
+from tessera.engine import worker
 from tessera.engine.events import Message, ShardCommitted, ShardStarted
 from tessera.engine.executors import local
-from tessera.engine.run import run_job
 from tessera.kernels.imaging.pyramid import PyramidKernel
+from tests.jobs import run_ok
 
 
 class FakeClock:
@@ -72,13 +71,6 @@ def _job(store: Path, source: Path, memory_mib: int = 2048) -> dict[str, Any]:
         },
         "resources": {"memory_mib": memory_mib},
     }
-
-
-def run_ok(job: dict[str, Any], on_event: Any = None) -> None:
-    """``job`` run in this process by the local executor, every event to ``on_event``."""
-    listen = on_event or (lambda e: None)
-    outcome = run_job(spec.from_dict(job), executors.create("local"), listen)
-    assert outcome.ok, outcome.failures
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -187,10 +179,9 @@ def test_a_lanes_error_ends_the_run_after_the_shard_beside_it(
     monkeypatch.setattr(local, "lanes", lambda job, shards: (2, "2 side by side"))
     monkeypatch.setattr(local, "run_shard", run_shard)
     monkeypatch.setattr(local, "is_retryable", lambda exc: not isinstance(exc, PermissionError))
-    counter = itertools.count()
     threading.Timer(0.2, release.set).start()
     with pytest.raises(PermissionError, match="not this store"):
-        local.LocalExecutor().run(Job(), range(6), lambda e: next(counter))  # type: ignore[arg-type]
+        local.LocalExecutor().run(Job(), range(6), lambda e: None)  # type: ignore[arg-type]
     assert sorted(ran) == [0, 1]
     assert release.is_set()  # shard 0 was waited for
 

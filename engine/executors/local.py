@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from tessera.engine.errors import is_retryable
 from tessera.engine.events import Event, Listener, Message, ShardFailed, ShardStarted
-from tessera.engine.spec import PROCESS_BASE_MIB, Job
+from tessera.engine.spec import PROCESS_BASE_MIB, Job, largest_shard
 from tessera.engine.worker import open_store, run_shard, stop_requested
 
 
@@ -47,7 +47,8 @@ def numba_threading_layer() -> str | None:
 def lanes(job: Job, shards: Sequence[int]) -> tuple[int, str | None]:
     """How many shards of ``job`` run at once here, and why (``None`` when the kernel has no
     lanes): the kernel's ``shard_lanes`` (1 when it has none), at most the shards to run, and
-    only while that many of its largest shard's projected memory fits ``available_mib`` and
+    only while that many of the job's largest shard's projected memory (``largest_shard``) fits
+    ``available_mib`` and
     Numba's threading layer takes parallel regions from two threads at once (``workqueue``
     aborts the process: one lane then)."""
     wanted = min(int(getattr(job.kernel, "shard_lanes", 1)), len(shards))
@@ -60,8 +61,7 @@ def lanes(job: Job, shards: Sequence[int]) -> tuple[int, str | None]:
             "one shard after another: Numba's workqueue threading layer runs one parallel "
             "region at a time (install tbb, or use a system with libgomp, for the omp layer)"
         )
-    layout = job_plan.layout
-    peak = max(job.kernel.shard_memory_bytes(job.params, layout, i) for i in shards)
+    peak, _ = largest_shard(job.kernel, job.params, job_plan.layout)
     need = wanted * math.ceil(peak / 2**20) + PROCESS_BASE_MIB
     free = available_mib()
     if free is not None and need > free:
