@@ -18,6 +18,7 @@ import imagecodecs
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from tessera.kernels.imaging import png
 from tessera.kernels.imaging.color import luma, rgb_to_ycbcr
 from tessera.kernels.imaging.formats import (
     CHANNELS,
@@ -162,10 +163,11 @@ _LIBPNG_RAWMODES = ("L", "LA", "RGB", "RGBA")
 
 
 def _libpng(opened: Image.Image, data: bytes) -> np.ndarray | None:
-    """The pixels of an 8-bit grey or colour PNG decoded by libpng (imagecodecs), or ``None``
-    for any other file: the same pixels as Pillow's, in 0.86 of its time on 1536x1024 RGB
-    frames (``benchmarks/transcode.py``). A file libpng refuses is left to Pillow,
-    whose error names the problem as for every other format."""
+    """The pixels of an 8-bit grey or colour PNG, or ``None`` for any other file: the same
+    pixels as Pillow's, decoded by libdeflate and Numba (:mod:`tessera.kernels.imaging.png`),
+    else by libpng (imagecodecs), in 0.7 and 0.86 of Pillow's time on 1536x1024 RGB frames
+    (``benchmarks/transcode.py``). A file both refuse is left to Pillow, whose error names the
+    problem as for every other format."""
     tile = opened.tile[0] if len(opened.tile) == 1 else None
     if (
         opened.format != "PNG"
@@ -176,10 +178,12 @@ def _libpng(opened: Image.Image, data: bytes) -> np.ndarray | None:
         or "transparency" in opened.info
     ):
         return None
-    try:
-        pixels = imagecodecs.png_decode(data)
-    except imagecodecs.PngError:
-        return None
+    pixels = png.decode(data)
+    if pixels is None:
+        try:
+            pixels = imagecodecs.png_decode(data)
+        except imagecodecs.PngError:
+            return None
     pixels = pixels if pixels.ndim == 3 else pixels[:, :, None]
     if pixels.shape != (opened.height, opened.width, CHANNELS[opened.mode]):
         return None

@@ -5,10 +5,11 @@ file list (a glob's matches that are folders are left out) and reads every file'
 and mode, no pixels) for the plan-time memory check. The file list is part of the params, so the
 shard layout is fixed and hashed with the job; the headers are plan data, read again whenever
 the job is planned and not hashed, so a file fixed in place is the same job. A shard is a slice
-of the file list. For each file it reads the bytes through the engine, decodes
-with Pillow, resizes with the Numba kernels of :mod:`tessera.kernels.imaging.resize`, converts the
-mode (:mod:`tessera.kernels.imaging.codec`), encodes with Pillow and writes the file to ``output``,
-keeping its name (its path below the inputs' common folder) and changing the extension.
+of the file list. For each file it reads the bytes through the engine, decodes (plain 8-bit PNGs
+by :mod:`tessera.kernels.imaging.png`, the rest with Pillow), resizes with the Numba kernels of
+:mod:`tessera.kernels.imaging.resize`, converts the mode (:mod:`tessera.kernels.imaging.codec`),
+encodes with Pillow and writes the file to ``output``, keeping its name (its path below the
+inputs' common folder) and changing the extension.
 
 A file that cannot be read or decoded fails alone: it is reported in ``ShardOutput.item_errors`` and
 the shard's other files are still written. Output: three arrays of one row per file, cut by
@@ -47,7 +48,7 @@ from tessera.kernels.base import (
     ShardOutput,
     split_rows,
 )
-from tessera.kernels.imaging import codec
+from tessera.kernels.imaging import codec, png
 from tessera.kernels.imaging.resize import output_size, resize
 from tessera.kernels.imaging.transcode_params import Params, output_names, parse, to_dict
 from tessera.kernels.threads import numba_on_this_thread_only, pool_threads
@@ -494,12 +495,14 @@ _PRIMING_LOCK = threading.Lock()
 
 def _prime(resample: str) -> None:
     resize(np.zeros((4, 4, 3), np.uint8), 2, 2, resample)
+    png.unfilter(np.zeros(4, np.uint8), 1, 3, 3, np.zeros((1, 3), np.uint8))
 
 
 def _priming(resample: str) -> threading.Thread:
     """The thread, started once per process, that compiles the 8-bit resize kernels for
-    ``resample`` (or loads them from Numba's cache): most of a fresh process's first second,
-    spent while ``prepare`` reads the headers (``prime``) instead of in the first shard."""
+    ``resample`` and the PNG unfiltering (or loads them from Numba's cache): most of a fresh
+    process's first second, spent while ``prepare`` reads the headers (``prime``) instead of in
+    the first shard."""
     with _PRIMING_LOCK:
         thread = _PRIMING.get(resample)
         if thread is None:
