@@ -107,13 +107,15 @@ def read_header(fh: BinaryIO) -> tuple[int, int, str]:
 def projected_bytes(width: int, height: int, pil_mode: str, out_width: int, out_height: int) -> int:
     """Projected peak bytes of transcoding one image of ``pil_mode`` from ``width`` x
     ``height`` to ``out_width`` x ``out_height``: the file's bytes (at most its decoded size),
-    Pillow's decoded image, three working arrays at the input size (pixels, premultiplied copy,
-    horizontal pass), four at the output size (resized, converted, Pillow's copy, encoded)."""
+    Pillow's decoded image, four working arrays at the input size at most (pixels,
+    premultiplied copy, and two of the horizontal pass's three: the columns made rows, the
+    filtered rows, the pass's result), four at the output size (resized, converted, Pillow's
+    copy, encoded)."""
     decoded = _DECODED.get(pil_mode, "RGBA")
     bpp = max(bytes_per_pixel(decoded), 1)
     pil_bpp = _PIL_BYTES.get(pil_mode, 4)
     out_bpp = max(bpp, 4)
-    return width * height * (bpp + pil_bpp + 3 * bpp) + out_width * out_height * 4 * out_bpp
+    return width * height * (bpp + pil_bpp + 4 * bpp) + out_width * out_height * 4 * out_bpp
 
 
 def decode(data: bytes) -> Decoded:

@@ -98,43 +98,53 @@ def _header(data: bytes) -> tuple[int, int, int, bytes] | None:
 def unfilter(raw, height, stride, bpp, out):  # pragma: no cover - compiled
     """Undo the rows' filters: ``raw`` holds ``height`` rows of a filter byte and ``stride``
     bytes, ``out`` (height, stride) gets the pixels' bytes. Returns -1, or the first row whose
-    filter byte is not one of PNG's five."""
+    filter byte is not one of PNG's five.
+
+    Every index in the loops is the loop's own variable over a slice (the byte to the left is
+    the same index in the row's slice ``bpp`` bytes earlier), so Numba adds no handling of
+    negative indices and LLVM vectorises Up (a tenth of the time of computed offsets) and
+    None; Sub, Average and Paeth depend on the byte to the left, one pixel at a time."""
     for y in range(height):
         src = y * (stride + 1)
         kind = raw[src]
-        src += 1
+        line = raw[src + 1 : src + 1 + stride]
         row = out[y]
+        up = out[y - 1] if y > 0 else out[y]  # not read on the first row
+        cur, left, rest = row[bpp:], row[: stride - bpp], line[bpp:]
         if kind == 0 or (kind == 2 and y == 0):  # None, or Up from the zero row above
-            for i in range(stride):
-                row[i] = raw[src + i]
-        elif kind == 1:  # Sub
-            for i in range(bpp):
-                row[i] = raw[src + i]
-            for i in range(bpp, stride):
-                row[i] = np.uint8((raw[src + i] + row[i - bpp]) & 0xFF)
+            row[:] = line
+        elif kind == 1 or (kind == 4 and y == 0):  # Sub; Paeth from a zero row is Sub
+            row[:bpp] = line[:bpp]
+            for i in range(stride - bpp):
+                cur[i] = np.uint8((rest[i] + left[i]) & 0xFF)
         elif kind == 2:  # Up
-            up = out[y - 1]
             for i in range(stride):
-                row[i] = np.uint8((raw[src + i] + up[i]) & 0xFF)
+                row[i] = np.uint8((line[i] + up[i]) & 0xFF)
+        elif kind == 3 and y == 0:  # Average of the left byte and a zero row
+            row[:bpp] = line[:bpp]
+            for i in range(stride - bpp):
+                cur[i] = np.uint8((rest[i] + (left[i] >> 1)) & 0xFF)
         elif kind == 3:  # Average
-            for i in range(stride):
-                left = np.int32(row[i - bpp]) if i >= bpp else np.int32(0)
-                above = np.int32(out[y - 1, i]) if y > 0 else np.int32(0)
-                row[i] = np.uint8((raw[src + i] + ((left + above) >> 1)) & 0xFF)
+            above = up[bpp:]
+            for i in range(bpp):
+                row[i] = np.uint8((line[i] + (up[i] >> 1)) & 0xFF)
+            for i in range(stride - bpp):
+                mean = (np.int32(left[i]) + np.int32(above[i])) >> 1
+                cur[i] = np.uint8((rest[i] + mean) & 0xFF)
         elif kind == 4:  # Paeth
-            for i in range(stride):
-                a = np.int32(row[i - bpp]) if i >= bpp else np.int32(0)
-                b = np.int32(out[y - 1, i]) if y > 0 else np.int32(0)
-                c = np.int32(out[y - 1, i - bpp]) if y > 0 and i >= bpp else np.int32(0)
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            above, corner = up[bpp:], up[: stride - bpp]
+            for i in range(bpp):  # no left or upper-left byte: the byte above is nearest
+                row[i] = np.uint8((line[i] + up[i]) & 0xFF)
+            for i in range(stride - bpp):
+                a, b, c = np.int32(left[i]), np.int32(above[i]), np.int32(corner[i])
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)  # |p - a|, ... p = a+b-c
                 if pa <= pb and pa <= pc:
                     near = a
                 elif pb <= pc:
                     near = b
                 else:
                     near = c
-                row[i] = np.uint8((raw[src + i] + near) & 0xFF)
+                cur[i] = np.uint8((rest[i] + near) & 0xFF)
         else:
             return y
     return -1

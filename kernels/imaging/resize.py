@@ -110,61 +110,92 @@ def _fixed(weights):
     return out
 
 
-ROW_BLOCK = 16  # rows the horizontal 8-bit pass filters at once (one SIMD vector of sums each)
+@njit(**NJIT_PARALLEL)
+def _columns_u8(src, out):
+    # (rows, width, channels) -> (width, rows * channels): column x of the image is row x of
+    # ``out``, so that the horizontal pass runs as a vertical one, whose sums go along long rows
+    # in SIMD lanes. The channel counts are spelled out: a loop over a channel count known
+    # only at run time made this copy 1.6x slower.
+    rows, width, channels = src.shape
+    for y in prange(rows):
+        pixels = src[y]
+        b = y * channels
+        if channels == 3:
+            for x in range(width):
+                out[x, b] = pixels[x, 0]
+                out[x, b + 1] = pixels[x, 1]
+                out[x, b + 2] = pixels[x, 2]
+        elif channels == 4:
+            for x in range(width):
+                out[x, b] = pixels[x, 0]
+                out[x, b + 1] = pixels[x, 1]
+                out[x, b + 2] = pixels[x, 2]
+                out[x, b + 3] = pixels[x, 3]
+        elif channels == 1:
+            for x in range(width):
+                out[x, b] = pixels[x, 0]
+        else:
+            for x in range(width):
+                out[x, b] = pixels[x, 0]
+                out[x, b + 1] = pixels[x, 1]
 
 
 @njit(**NJIT_PARALLEL)
-def _horizontal_u8(src, out, bounds, taps):
-    # Blocks of ROW_BLOCK rows, copied to (x, channel, row) order so that the sums of a block
-    # run across its rows and channels in lanes; int32 sums, as Pillow's (|sum| < 2**31 for
-    # taps that sum to 1). Every index inside the loops is a loop variable over a slice, so
-    # Numba adds no negative-index handling and LLVM vectorises the sums: 1.7x the speed of
-    # the same loops indexed by computed offsets, 2.7x a pixel-by-pixel loop, on one core.
-    rows, n_out, channels = out.shape
-    w_in = src.shape[1]
-    lanes = channels * ROW_BLOCK
-    taps32 = taps.astype(np.int32)
-    half = np.int32(1 << (PRECISION_BITS - 1))
-    for block in prange((rows + ROW_BLOCK - 1) // ROW_BLOCK):
-        y0 = block * ROW_BLOCK
-        n_rows = min(ROW_BLOCK, rows - y0)
-        buf = np.zeros((w_in, lanes), dtype=np.int32)
-        grid = buf.reshape(w_in, channels, ROW_BLOCK)
-        for r in range(n_rows):
-            row = src[y0 + r]
-            for x in range(w_in):
-                for c in range(channels):
-                    grid[x, c, r] = row[x, c]
-        acc = np.empty(lanes, dtype=np.int32)
-        sums = acc.reshape(channels, ROW_BLOCK)
-        for i in range(n_out):
-            for j in range(lanes):
-                acc[j] = half
-            x0 = bounds[i, 0]
-            for x in range(bounds[i, 1]):
-                k = taps32[i, x]
-                column = buf[x0 + x]
-                for j in range(lanes):
-                    acc[j] += column[j] * k
-            for r in range(n_rows):
-                pixel = out[y0 + r, i]
-                for c in range(channels):
-                    pixel[c] = min(max(sums[c, r] >> PRECISION_BITS, 0), 255)
+def _rows_u8(src, out):
+    # The inverse of _columns_u8: (width, rows * channels) -> (rows, width, channels).
+    rows, width, channels = out.shape
+    for y in prange(rows):
+        pixels = out[y]
+        b = y * channels
+        if channels == 3:
+            for x in range(width):
+                pixels[x, 0] = src[x, b]
+                pixels[x, 1] = src[x, b + 1]
+                pixels[x, 2] = src[x, b + 2]
+        elif channels == 4:
+            for x in range(width):
+                pixels[x, 0] = src[x, b]
+                pixels[x, 1] = src[x, b + 1]
+                pixels[x, 2] = src[x, b + 2]
+                pixels[x, 3] = src[x, b + 3]
+        elif channels == 1:
+            for x in range(width):
+                pixels[x, 0] = src[x, b]
+        else:
+            for x in range(width):
+                pixels[x, 0] = src[x, b]
+                pixels[x, 1] = src[x, b + 1]
+
+
+def _horizontal_u8(src: np.ndarray, out: np.ndarray, bounds: np.ndarray, taps: np.ndarray) -> None:
+    """The 8-bit horizontal pass, ``src`` (rows, w_in, c) into ``out`` (rows, w_out, c): the
+    image's columns made rows (_columns_u8), filtered by the vertical pass, and made columns
+    again. On a 1536 x 1024 RGB frame to 768 wide, one thread: 2.3 + 1.4 + 0.8 ms, where
+    filtering 16-row blocks copied into lanes took 8.6 (the same sums, so the same bytes)."""
+    rows, w_in, channels = src.shape
+    columns = np.empty((w_in, rows * channels), dtype=np.uint8)
+    _columns_u8(src, columns)
+    filtered = np.empty((out.shape[1], rows * channels), dtype=np.uint8)
+    _vertical_u8(columns, filtered, bounds, taps)
+    del columns
+    _rows_u8(filtered, out)
 
 
 @njit(**NJIT_PARALLEL)
 def _vertical_u8(src, out, bounds, taps):
-    # src and out are 2-D: (rows, width * channels).
+    # src and out are 2-D: (rows, width * channels). int32 sums, as Pillow's (|sum| < 2**31
+    # for taps that sum to 1): twice the lanes of int64.
     n_out, width = out.shape
-    half = np.int64(1) << (PRECISION_BITS - 1)
+    taps32 = taps.astype(np.int32)
+    half = np.int32(1 << (PRECISION_BITS - 1))
     for i in prange(n_out):
-        acc = np.full(width, half, dtype=np.int64)
+        acc = np.full(width, half, dtype=np.int32)
         y0 = bounds[i, 0]
         for y in range(bounds[i, 1]):
-            k = taps[i, y]
+            k = taps32[i, y]
             row = src[y0 + y]
             for j in range(width):
-                acc[j] += np.int64(row[j]) * k
+                acc[j] += np.int32(row[j]) * k
         for j in range(width):
             out[i, j] = min(max(acc[j] >> PRECISION_BITS, 0), 255)
 
