@@ -128,6 +128,7 @@ def _broken() -> dict[str, bytes]:
         "stream too short": _png(pixels, [1] * 24, stream=z[:-40]),
         "Adler-32": _png(pixels, [1] * 24, stream=z[:-1] + bytes([z[-1] ^ 1])),
         "IDAT apart": good.replace(idat, _split_idat(idat)),
+        "IHDR twice": good[:33] + good[8:33] + good[33:],
     }
 
 

@@ -74,7 +74,7 @@ def _header(data: bytes) -> tuple[int, int, int, bytes] | None:
             if crc32(view[pos + 4 : stop]) != stored:
                 return None
         if kind == b"IHDR":
-            if length != 13:
+            if length != 13 or pos != len(SIGNATURE):  # IHDR is the first chunk, and only once
                 return None
             width, height, depth, colour, method, filtering, interlace = struct.unpack_from(
                 ">IIBBBBB", data, pos + 8
