@@ -10,8 +10,9 @@ rows the test filters itself, and files written by Pillow).
 
 Only what libpng would give as is goes this way: 8 bits per sample, grey, grey and alpha, RGB
 or RGBA, not interlaced, with no palette, no ``tRNS`` and no critical chunk PNG does not define.
-Anything else gives ``None``: IHDR or an IDAT chunk whose CRC-32 is wrong, IDAT chunks apart, a
-zlib stream that is short, long or fails its Adler-32, a filter byte above 4, a file cut short.
+Anything else gives ``None``: IHDR or an IDAT chunk whose CRC-32 is wrong, IHDR not first or
+twice, IDAT chunks apart, a zlib stream that is short, long or fails its Adler-32, a filter byte
+above 4, a file cut short.
 The caller then decodes the file the slower way, whose error names the problem. Ancillary
 chunks (gAMA, iCCP, text...) do not change the pixels libpng gives, and are skipped.
 """
