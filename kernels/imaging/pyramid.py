@@ -741,25 +741,30 @@ class PyramidKernel:
 
     def shard_memory_bytes(self, params: Params, layout: Layout, shard: int) -> int:
         """Projected peak bytes of one shard: its region (with margin) ``REGION_COPIES`` times
-        over (the region, the smaller levels, Zarr's chunk copies and the encoded tiles), plus,
-        for PNG and JPEG sources (no random access), the whole decoded image and the file's
-        bytes."""
+        over (the region, the smaller levels, Zarr's chunk copies and the encoded tiles) and
+        ``SHARD_OVERHEAD`` more, plus, for PNG and JPEG sources (no random access), the whole
+        decoded image and the file's bytes."""
         geo = geometry(params, layout.n_shards)
         overlap = params.dzi.overlap if params.dzi is not None else 0
         y0, y1, x0, x1 = geo.read_box(shard, overlap)
         assert params.channels is not None
         itemsize = 1 if params.dtype == "uint8" else 2
         pixel = params.channels * itemsize
-        nbytes = REGION_COPIES * (y1 - y0) * (x1 - x0) * pixel
+        nbytes = REGION_COPIES * (y1 - y0) * (x1 - x0) * pixel + SHARD_OVERHEAD
         if params.format in ("png", "jpeg"):
             nbytes += 2 * geo.height * geo.width * pixel
         return nbytes
 
 
-# A shard's peak over its region's bytes, rounded up: benchmarks/imaging.py --processes measured
-# a shard's peak RSS, less the ~210 MiB of a process with tessera imported, at up to 5.4 regions
-# for 4096^2 RGB (OME-Zarr and DZI zip) and 5.3 for 4096^2 of 5 uint16 channels (OME-Zarr):
-# the level writes run beside the next levels, and a run keeps the memory it frees.
+# A shard's peak over its region's bytes, rounded up, and what does not grow with the region:
+# benchmarks/imaging.py --processes measured a shard's peak RSS, less the ~170-210 MiB of a
+# process with tessera imported, at up to 5.4 regions for 4096^2 RGB (OME-Zarr and DZI zip) and
+# 5.3 for 4096^2 of 5 uint16 channels (OME-Zarr): the level writes run beside the next levels,
+# and a run keeps the memory it frees. Small regions add a part of their own: 2048^2 of 5 uint16
+# channels (40 MiB) peaked at 195 MiB above the process for the first shard and 300 for the
+# last of 16 (one lane), 287 a shard with two lanes (`tessera run`, /usr/bin/time): 6 regions
+# and 64 MiB cover every case measured, where 6 regions alone fell short by up to 60 MiB.
 REGION_COPIES = 6
+SHARD_OVERHEAD = 64 << 20
 
 KERNEL = PyramidKernel()
