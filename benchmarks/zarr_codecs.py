@@ -59,10 +59,17 @@ def zstd(level: int) -> dict[str, Any]:
     return {"name": "zstd", "configuration": {"level": level, "checksum": False}}
 
 
-def blosc(cname: str, clevel: int, shuffle: str) -> dict[str, Any]:
+def blosc(cname: str, clevel: int, shuffle: str, blocksize: int = 0) -> dict[str, Any]:
+    """Blosc's codec metadata; ``blocksize`` 0 lets Blosc choose (32 KiB for Zstandard level 1
+    on these chunks)."""
     return {
         "name": "blosc",
-        "configuration": {"cname": cname, "clevel": clevel, "shuffle": shuffle, "blocksize": 0},
+        "configuration": {
+            "cname": cname,
+            "clevel": clevel,
+            "shuffle": shuffle,
+            "blocksize": blocksize,
+        },
     }
 
 
@@ -74,6 +81,9 @@ CODECS: dict[str, list[dict[str, Any]]] = {
     "zstd-5": [zstd(5)],
     "blosc-lz4-5 shuffle": [blosc("lz4", 5, "shuffle")],
     "blosc-zstd-1 shuffle": [blosc("zstd", 1, "shuffle")],
+    # a block per uint8 channel plane of a 256^2 chunk (half a uint16 plane): one Huffman table
+    # a plane, where Blosc's own 32 KiB blocks give two
+    "blosc-zstd-1 shuffle, 64 KiB blocks": [blosc("zstd", 1, "shuffle", TILE * TILE)],
     "blosc-zstd-3 bitshuffle": [blosc("zstd", 3, "bitshuffle")],
 }
 
