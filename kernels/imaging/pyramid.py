@@ -267,6 +267,12 @@ def _level_data(params: Params, pixels: np.ndarray) -> np.ndarray:
     return cyx[:, None] if params.depth > 1 else cyx
 
 
+def _pixel_bytes(params: Params) -> int:
+    """Bytes of one pixel of the source (every channel), once ``prepare`` recorded them."""
+    assert params.channels is not None
+    return params.channels * (1 if params.dtype == "uint8" else 2)
+
+
 def _downsample(params: Params, pixels: np.ndarray) -> np.ndarray:
     return downsample2x(pixels, params.gamma_correct, independent=params.independent)
 
@@ -370,8 +376,7 @@ class PyramidKernel:
         """Super-tiles of 4096 pixels (or one tile, if larger), halved while a region's
         pixels would take more than 128 MiB (4096 up to 8 bytes a pixel, such as RGBA uint16; 2048
         up to 32, 16 uint16 channels; 1024 for 64 uint16 channels)."""
-        assert params.channels is not None
-        pixel = params.channels * (1 if params.dtype == "uint8" else 2)
+        pixel = _pixel_bytes(params)
         size = max(DEFAULT_SUPER_TILE, params.tile_size)
         while size > params.tile_size and size * size * pixel > _DEFAULT_REGION_BYTES:
             size //= 2
@@ -747,9 +752,7 @@ class PyramidKernel:
         geo = geometry(params, layout.n_shards)
         overlap = params.dzi.overlap if params.dzi is not None else 0
         y0, y1, x0, x1 = geo.read_box(shard, overlap)
-        assert params.channels is not None
-        itemsize = 1 if params.dtype == "uint8" else 2
-        pixel = params.channels * itemsize
+        pixel = _pixel_bytes(params)
         nbytes = REGION_COPIES * (y1 - y0) * (x1 - x0) * pixel + SHARD_OVERHEAD
         if params.format in ("png", "jpeg"):
             nbytes += 2 * geo.height * geo.width * pixel
